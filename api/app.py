@@ -1,0 +1,71 @@
+"""The HTTP app: FastAPI with a lifespan that owns the asyncpg pool and the Temporal client."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+
+from api.problems import install_problem_handlers
+from api.routes import cases, health
+from wiring.db import create_pool
+from wiring.settings import Settings, get_settings
+from wiring.temporal import connect_temporal
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.pool = await create_pool(
+            settings.require_database_url(),
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+        )
+        try:
+            app.state.temporal = await connect_temporal(
+                settings.require_temporal_address(), settings.temporal_namespace, wait_seconds=30
+            )
+            log.info("api ready", task_queue=settings.task_queue)
+            yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="Rectify",
+        version="0.1.0",
+        summary="Durable workflows for internet-enforcement cases",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def bind_request(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, method=request.method, path=request.url.path
+        )
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["x-request-id"] = request_id
+        log.info(
+            "request handled",
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return response
+
+    app.include_router(health.router)
+    app.include_router(cases.router)
+    return app

@@ -1,0 +1,92 @@
+"""One settings class for every Rectify process, read from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Where Rectify finds its servers and how it behaves.
+
+    `DATABASE_URL` / `TEMPORAL_ADDRESS` unset means "start the embedded servers" (only `rectify run`
+    does that); a production run must name both.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    rectify_env: Literal["development", "production"] = Field(
+        "development", description="production refuses the embedded servers"
+    )
+    database_url: str | None = Field(None, description="postgresql://user:pass@host:port/db")
+    temporal_address: str | None = Field(None, description="host:port of the Temporal frontend")
+    temporal_namespace: str = "default"
+    task_queue: str = "rectify-cases"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Embedded dev stack (`make run`).
+    data_dir: Path = REPO_ROOT / ".data"
+    embedded_postgres_port: int = Field(54329, ge=1, le=65535)
+    embedded_temporal_port: int = Field(7233, ge=1, le=65535)
+    embedded_temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    temporal_ui_url: str | None = Field(
+        None, description="base URL of the Temporal Web UI, for links; derived when embedded"
+    )
+
+    migrations_dir: Path = REPO_ROOT / "migrations"
+    db_pool_min_size: int = Field(1, ge=0)
+    db_pool_max_size: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _production_names_its_servers(self) -> Settings:
+        if self.rectify_env == "production":
+            missing = [
+                name
+                for name, value in (
+                    ("DATABASE_URL", self.database_url),
+                    ("TEMPORAL_ADDRESS", self.temporal_address),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"RECTIFY_ENV=production needs {', '.join(missing)}: "
+                    "the embedded servers are for development only"
+                )
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("DATABASE_URL must start with postgresql:// or postgres://")
+        return self
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                "DATABASE_URL is not set: start the whole stack with `make run`, "
+                "or point DATABASE_URL at a PostgreSQL server"
+            )
+        return self.database_url
+
+    def require_temporal_address(self) -> str:
+        if not self.temporal_address:
+            raise RuntimeError(
+                "TEMPORAL_ADDRESS is not set: start the whole stack with `make run`, "
+                "or point TEMPORAL_ADDRESS at a Temporal frontend"
+            )
+        return self.temporal_address
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

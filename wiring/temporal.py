@@ -1,0 +1,35 @@
+"""The Temporal client every process uses: always with the pydantic data converter."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+
+async def connect_temporal(
+    address: str, namespace: str = "default", *, wait_seconds: float = 0.0
+) -> Client:
+    """Connect with the pydantic converter, retrying for up to `wait_seconds` while it starts."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        try:
+            return await Client.connect(
+                address, namespace=namespace, data_converter=pydantic_data_converter
+            )
+        except (RuntimeError, RPCError):
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+def workflow_ui_url(ui_base: str | None, namespace: str, workflow_id: str) -> str | None:
+    """Link to a workflow in the Temporal Web UI (None when no UI is known)."""
+    if not ui_base:
+        return None
+    from urllib.parse import quote
+
+    return f"{ui_base.rstrip('/')}/namespaces/{quote(namespace)}/workflows/{quote(workflow_id)}"

@@ -1,0 +1,72 @@
+"""The worker process: which workflows and activities run on Rectify's task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.deadlines import DeadlineActivities
+from activities.register import CaseRegisterActivities
+from wiring.db import create_pool
+from wiring.logs import configure_logging
+from wiring.settings import Settings, get_settings
+from wiring.temporal import connect_temporal
+from worker.interceptors import CaseLoggingInterceptor
+from workflows.case import CaseWorkflow
+
+log = structlog.get_logger(__name__)
+
+WORKFLOWS: Sequence[type] = (CaseWorkflow,)
+
+
+def activities_for(pool: asyncpg.Pool) -> list[Any]:
+    register = CaseRegisterActivities(pool)
+    deadlines = DeadlineActivities()
+    return [register.record_case_opened, register.record_transition, deadlines.compute_deadline]
+
+
+def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities_for(pool),
+        interceptors=[CaseLoggingInterceptor()],
+        max_concurrent_activities=50,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    pool = await create_pool(
+        settings.require_database_url(),
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+    )
+    try:
+        client = await connect_temporal(
+            settings.require_temporal_address(), settings.temporal_namespace, wait_seconds=30
+        )
+        worker = build_worker(client, pool, settings.task_queue)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with worker:
+            log.info("worker started", task_queue=settings.task_queue)
+            await stop.wait()
+            log.info("worker stopping: finishing running activities")
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    asyncio.run(run_worker(settings))

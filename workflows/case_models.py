@@ -1,0 +1,269 @@
+"""The pydantic models of one enforcement case: what opens it, the commands it takes, its state.
+
+One model in, one model out: every field added later gets a default so running cases keep
+deserialising their history.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+WORKFLOW_ID_PREFIX = "case:"
+CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+def case_workflow_id(case_id: str) -> str:
+    """The business-key workflow id of a case: one workflow per case, never two."""
+    return f"{WORKFLOW_ID_PREFIX}{case_id}"
+
+
+def case_id_from_workflow_id(workflow_id: str) -> str | None:
+    if workflow_id.startswith(WORKFLOW_ID_PREFIX):
+        return workflow_id[len(WORKFLOW_ID_PREFIX) :]
+    return None
+
+
+class Model(BaseModel):
+    """Base for Rectify's messages: unknown fields are refused, text is trimmed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=500)]
+LongText = Annotated[str, Field(min_length=1, max_length=20_000)]
+Actor = Annotated[
+    str, Field(min_length=1, max_length=200, description="who gives this command (user id)")
+]
+CaseId = Annotated[str, Field(pattern=CASE_ID_PATTERN, examples=["BJ-2026-0042"])]
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("a time must carry its UTC offset (e.g. 2026-12-01T09:30:00+08:00)")
+    return value
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class SubjectKind(StrEnum):
+    WEBSITE = "website"
+    APP = "app"
+    ACCOUNT = "account"
+    PLATFORM = "platform"
+
+
+class Severity(StrEnum):
+    MINOR = "minor"
+    GENERAL = "general"
+    SERIOUS = "serious"
+    MAJOR = "major"
+
+
+class Stage(StrEnum):
+    OPENED = "opened"
+    INTERVIEW_SCHEDULED = "interview_scheduled"
+    INTERVIEWED = "interviewed"
+    RECTIFYING = "rectifying"
+    VERIFYING = "verifying"
+    PENALTY_PENDING = "penalty_pending"
+    CLOSED = "closed"
+
+
+class Outcome(StrEnum):
+    RECTIFIED = "rectified"
+    PENALIZED = "penalized"
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# GB 32100-2015: 18 characters from the code set without I, O, Z, S, V.
+_USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+_ICP = re.compile(r"^\S{1,8}ICP[备证]\d{4,12}号(-\d{1,4})?$")
+_APP_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"not a valid {what}: {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+class SubjectIdentifiers(Model):
+    """How the subject is identified; at least one is required."""
+
+    domain: Annotated[str, _matches(_DOMAIN, "domain name (lower case)")] | None = None
+    icp_filing: Annotated[str, _matches(_ICP, "ICP filing number (京ICP备12345678号)")] | None = (
+        None
+    )
+    app_package: Annotated[str, _matches(_APP_PACKAGE, "app package name")] | None = None
+    unified_social_credit_code: (
+        Annotated[str, _matches(_USCC, "unified social credit code (18 characters)")] | None
+    ) = None
+    account_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> SubjectIdentifiers:
+        if not any(self.model_dump().values()):
+            raise ValueError(
+                "give at least one identifier: domain, icp_filing, app_package, "
+                "unified_social_credit_code or account_id"
+            )
+        return self
+
+
+class Subject(Model):
+    kind: SubjectKind
+    name: NonEmpty
+    identifiers: SubjectIdentifiers
+
+
+class OpenCaseInput(Model):
+    """Everything a case is opened with; the case id is the business key."""
+
+    case_id: CaseId
+    subject: Subject
+    violation_category: NonEmpty = Field(examples=["prohibited_information"])
+    legal_basis: NonEmpty = Field(examples=["Cybersecurity Law art. 61"])
+    severity: Severity
+    office: NonEmpty = Field(examples=["beijing"])
+    opened_by: Actor
+
+
+# --- commands (updates) ---------------------------------------------------------------------
+
+
+class ScheduleInterview(Model):
+    actor: Actor
+    scheduled_for: AwareDatetime
+    place: NonEmpty
+    reason: LongText
+    attendees_required: list[NonEmpty] = Field(
+        min_length=1, description="the party's people who must attend (e.g. editor-in-chief)"
+    )
+
+
+class RecordInterview(Model):
+    actor: Actor
+    officials: list[NonEmpty] = Field(
+        min_length=2, description="at least two enforcement officials hold an interview"
+    )
+    attended_by: list[NonEmpty] = Field(min_length=1)
+    summary: LongText
+
+
+class IssueRectificationOrder(Model):
+    actor: Actor
+    period_days: int = Field(ge=1, le=365, description="days the party has to rectify")
+    requirements: LongText
+
+
+class SubmitRectificationReport(Model):
+    actor: Actor
+    summary: LongText
+    evidence: list[NonEmpty] = Field(default_factory=list)
+
+
+class RecordVerification(Model):
+    actor: Actor
+    passed: bool
+    findings: LongText
+
+
+class DecideFine(Model):
+    actor: Actor
+    amount_yuan: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+    legal_basis: NonEmpty
+    reasons: LongText
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+class Deadline(Model):
+    """A deadline computed by an activity and kept in workflow state (never recomputed)."""
+
+    due_at: datetime = Field(description="the instant it passes: 24:00 Asia/Shanghai, last day")
+    last_day: str = Field(description="the last day, local date YYYY-MM-DD")
+    days: int
+    kind: str = Field(description="calendar or working days")
+    explanation: str
+
+
+class Interview(Model):
+    scheduled_for: datetime
+    place: str
+    reason: str
+    attendees_required: list[str]
+    held_at: datetime | None = None
+    officials: list[str] = Field(default_factory=list)
+    attended_by: list[str] = Field(default_factory=list)
+    summary: str | None = None
+
+
+class RectificationOrder(Model):
+    issued_at: datetime
+    issued_by: str
+    requirements: str
+    deadline: Deadline
+
+
+class RectificationReport(Model):
+    submitted_at: datetime
+    submitted_by: str
+    summary: str
+    evidence: list[str]
+
+
+class Verification(Model):
+    at: datetime
+    by: str
+    passed: bool
+    findings: str
+
+
+class IssuedWarning(Model):
+    issued_at: datetime
+    reason: str
+
+
+class FineDecision(Model):
+    decided_at: datetime
+    decided_by: str
+    amount_yuan: Decimal
+    legal_basis: str
+    reasons: str
+
+
+class CaseState(Model):
+    """Where the case is: what the query returns and every command answers with."""
+
+    case_id: str
+    workflow_id: str
+    opened: OpenCaseInput
+    opened_at: datetime
+    stage: Stage = Stage.OPENED
+    outcome: Outcome | None = None
+    closed_at: datetime | None = None
+    waiting_for: str = ""
+    interview: Interview | None = None
+    order: RectificationOrder | None = None
+    report: RectificationReport | None = None
+    verification: Verification | None = None
+    warning: IssuedWarning | None = None
+    fine: FineDecision | None = None
+    audit_seq: int = Field(0, description="number of audit entries written so far")
+
+
+class CaseResult(Model):
+    case_id: str
+    outcome: Outcome
+    closed_at: datetime
