@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, TypeAlias
+
 import asyncpg
 import structlog
 from temporalio import activity
@@ -10,11 +12,17 @@ from workflows.records import AuditEntry, CaseOpenedRecord
 
 log = structlog.get_logger(__name__)
 
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # A plain connection or one borrowed from the pool (the stubs make them generic).
+    Connection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+
 
 class CaseRegisterRepository:
     """All SQL for the case aggregate's writes, on one connection."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def insert_case(self, record: CaseOpenedRecord) -> bool:

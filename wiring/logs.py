@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
 
 def configure_logging(
-    log_format: Literal["console", "json"] = "console", level: str = "INFO"
+    log_format: Literal["console", "json"] = "console",
+    level: str = "INFO",
+    stream: TextIO | None = None,
 ) -> None:
     """Route structlog and the standard library's logging (temporalio, uvicorn) through one chain.
 
@@ -29,7 +31,8 @@ def configure_logging(
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        stream = stream or sys.stderr
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
 
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -37,7 +40,7 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

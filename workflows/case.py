@@ -7,7 +7,7 @@ change later (the deadline) computed by an activity and kept in state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any
 
@@ -90,8 +90,7 @@ class CaseWorkflow:
             if self._state.stage is Stage.RECTIFYING:
                 await self._await_report_or_deadline()
             else:
-                stage = self._state.stage
-                await workflow.wait_condition(lambda s=stage: self._state.stage is not s)
+                await workflow.wait_condition(self._stage_changed_from(self._state.stage))
         await workflow.wait_condition(workflow.all_handlers_finished)
         assert self._state.outcome is not None and self._state.closed_at is not None
         return CaseResult(
@@ -293,6 +292,9 @@ class CaseWorkflow:
                 f"cannot {what}: case {state.case_id} is at stage {state.stage.value},"
                 f" this needs stage {needed}"
             )
+
+    def _stage_changed_from(self, stage: Stage) -> Callable[[], bool]:
+        return lambda: self._state.stage is not stage
 
     def _command(self, what: str, allowed: Collection[Stage]) -> _Command:
         return _Command(self, what, allowed)

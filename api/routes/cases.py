@@ -175,7 +175,9 @@ async def _command(client: Client, pool: Any, case_id: str, update: Any, cmd: An
         raise Problem(404, "case-not-found", f"no case {case_id}", case_id=case_id) from exc
 
 
-_COMMAND_RESPONSES = {k: PROBLEM_RESPONSES[k] for k in (404, 409, 422)}
+_COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    k: PROBLEM_RESPONSES[k] for k in (404, 409, 422)
+}
 
 
 @router.post("/{case_id}/interview/schedule", responses=_COMMAND_RESPONSES)

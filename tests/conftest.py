@@ -1,0 +1,133 @@
+"""Session fixtures: one embedded PostgreSQL, one time-skipping server, one dev server.
+
+Everything is real and on loopback; each test gets its own task queue and case ids.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from wiring.db import create_pool
+from wiring.embedded import EmbeddedPostgres, free_port, temporal_cli
+from wiring.migrate import migrate
+from wiring.settings import REPO_ROOT
+from worker.main import build_worker
+from workflows.case_models import OpenCaseInput, Severity, Subject, SubjectIdentifiers
+
+MIGRATIONS = REPO_ROOT / "migrations"
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL for the session (TEST_DATABASE_URL, or an embedded one), migrated."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(
+        tmp_path_factory.mktemp("pg") / "data", free_port(), database="rectify_test", durable=False
+    )
+    server.start()
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    await migrate(pg_dsn, MIGRATIONS)
+    pool = await create_pool(pg_dsn, min_size=1, max_size=10)
+    yield pool
+    await pool.close()
+
+
+def _test_server_path() -> str:
+    return str(Path(sys.executable).parent / "temporal-test-server")
+
+
+@pytest.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: days of deadlines pass in seconds."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=_test_server_path(),
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (the `temporal` CLI), in memory."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli(),
+        ui=False,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def ts_worker(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> AsyncIterator[Worker]:
+    async with build_worker(ts_env.client, pool, task_queue) as worker:
+        yield worker
+
+
+@pytest.fixture
+async def dev_worker(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> AsyncIterator[Worker]:
+    async with build_worker(dev_env.client, pool, task_queue) as worker:
+        yield worker
+
+
+def new_case_id() -> str:
+    return f"T-{uuid.uuid4().hex[:12]}"
+
+
+def open_case_input(case_id: str | None = None, **overrides: object) -> OpenCaseInput:
+    values: dict[str, object] = {
+        "case_id": case_id or new_case_id(),
+        "subject": Subject(
+            kind="website",
+            name="Example News",
+            identifiers=SubjectIdentifiers(domain="news.example.cn"),
+        ),
+        "violation_category": "prohibited_information",
+        "legal_basis": "Cybersecurity Law art. 61",
+        "severity": Severity.GENERAL,
+        "office": "beijing",
+        "opened_by": "officer.li",
+    }
+    values.update(overrides)
+    return OpenCaseInput.model_validate(values)
+
+
+async def audit_actions(pool: asyncpg.Pool, case_id: str) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT action FROM case_audit WHERE case_id = $1 ORDER BY seq", case_id
+    )
+    return [row["action"] for row in rows]
+
+
+__all__ = ["Client", "audit_actions", "new_case_id", "open_case_input"]

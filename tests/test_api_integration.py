@@ -1,0 +1,270 @@
+"""The API and the worker against a real Temporal dev server and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.app import create_app
+from tests.conftest import new_case_id
+from wiring.logs import configure_logging
+from wiring.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def case_body(case_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "subject": {
+            "kind": "app",
+            "name": "Chaofan Cleanup Manager",
+            "identifiers": {"app_package": "com.chaofan.cleanup"},
+        },
+        "violation_category": "illegal_personal_information_processing",
+        "legal_basis": "PIPL art. 66",
+        "severity": "serious",
+        "office": "shanghai",
+        "opened_by": "officer.chen",
+    }
+    if case_id is not None:
+        body["case_id"] = case_id
+    body.update(overrides)
+    return body
+
+
+INTERVIEW = {
+    "actor": "officer.chen",
+    "scheduled_for": "2099-01-05T09:30:00+08:00",
+    "place": "Shanghai office",
+    "reason": "unlawful collection of personal information",
+    "attendees_required": ["person in charge"],
+}
+INTERVIEW_RECORD = {
+    "actor": "officer.chen",
+    "officials": ["officer.chen", "officer.zhou"],
+    "attended_by": ["CEO Wang"],
+    "summary": "Admitted; will stop the collection.",
+}
+ORDER = {"actor": "officer.chen", "period_days": 10, "requirements": "Stop the collection."}
+REPORT = {"actor": "party:chaofan", "summary": "SDK removed.", "evidence": ["v2.1 build"]}
+
+
+@pytest.fixture
+async def api(
+    dev_env: WorkflowEnvironment,
+    dev_worker: Worker,
+    pg_dsn: str,
+    pool: asyncpg.Pool,
+    task_queue: str,
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        _env_file=None,
+        database_url=pg_dsn,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        task_queue=task_queue,
+        temporal_ui_url="http://localhost:8233",
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rectify") as client:
+            yield client
+
+
+async def post(api: httpx.AsyncClient, path: str, body: dict[str, Any], status: int) -> Any:
+    response = await api.post(path, json=body)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def test_health_checks_both_servers(api: httpx.AsyncClient) -> None:
+    response = await api.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"postgres": "ok", "temporal": "ok"}}
+
+
+async def test_case_driven_to_closed_through_the_api(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    case_id = new_case_id()
+    response = await api.post("/cases", json=case_body(case_id))
+    assert response.status_code == 201, response.text
+    assert response.headers["location"] == f"/cases/{case_id}"
+    opened = response.json()
+    assert opened["workflow_id"] == f"case:{case_id}"
+    assert opened["temporal_ui_url"].endswith(f"/workflows/case%3A{case_id}")
+
+    base = f"/cases/{case_id}"
+    await post(api, f"{base}/interview/schedule", INTERVIEW, 200)
+    await post(api, f"{base}/interview/record", INTERVIEW_RECORD, 200)
+    state = await post(api, f"{base}/rectification-order", ORDER, 200)
+    assert state["order"]["deadline"]["days"] == 10
+
+    live = (await api.get(base)).json()
+    assert (live["source"], live["stage"]) == ("workflow", "rectifying")
+    assert live["deadline_at"] == state["order"]["deadline"]["due_at"].replace("+00:00", "Z")
+    assert "rectification report" in live["waiting_for"]
+
+    await post(api, f"{base}/rectification-report", REPORT, 200)
+    failed = await post(
+        api,
+        f"{base}/verification",
+        {"actor": "officer.zhou", "passed": False, "findings": "Still collecting."},
+        200,
+    )
+    assert failed["stage"] == "penalty_pending"
+    fine = {
+        "actor": "officer.chen",
+        "amount_yuan": "800000.00",
+        "legal_basis": "PIPL art. 66",
+        "reasons": "Refused to correct.",
+    }
+    closed = await post(api, f"{base}/fine-decision", fine, 200)
+    assert (closed["stage"], closed["outcome"]) == ("closed", "penalized")
+
+    # Once closed, the case is read from the register.
+    view = (await api.get(base)).json()
+    assert (view["source"], view["stage"], view["outcome"]) == ("register", "closed", "penalized")
+
+    row = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+    assert row is not None
+    assert (row["office"], row["subject_kind"], row["outcome"]) == ("shanghai", "app", "penalized")
+    trail = await pool.fetch(
+        "SELECT action, actor FROM case_audit WHERE case_id = $1 ORDER BY seq", case_id
+    )
+    assert [(r["action"], r["actor"]) for r in trail] == [
+        ("case_opened", "officer.chen"),
+        ("interview_scheduled", "officer.chen"),
+        ("interview_recorded", "officer.chen"),
+        ("rectification_ordered", "officer.chen"),
+        ("rectification_reported", "party:chaofan"),
+        ("verification_failed", "officer.zhou"),
+        ("warning_issued", "officer.zhou"),
+        ("fine_decided", "officer.chen"),
+    ]
+
+    # A report on the closed case: 409 naming why.
+    refused = await post(api, f"{base}/rectification-report", REPORT, 409)
+    assert refused["detail"] == f"case {case_id} is closed (outcome: penalized)"
+
+
+async def test_same_case_id_twice_is_409_and_one_workflow(
+    api: httpx.AsyncClient, dev_env: WorkflowEnvironment
+) -> None:
+    case_id = new_case_id()
+    await post(api, "/cases", case_body(case_id), 201)
+    problem = await post(api, "/cases", case_body(case_id), 409)
+    assert problem["type"].endswith("/case-exists")
+    assert case_id in problem["detail"] and problem["workflow_id"] == f"case:{case_id}"
+    runs = [wf async for wf in dev_env.client.list_workflows(f"WorkflowId = 'case:{case_id}'")]
+    assert len(runs) == 1
+
+
+async def test_case_id_is_assigned_when_missing(api: httpx.AsyncClient) -> None:
+    opened = await post(api, "/cases", case_body(), 201)
+    assert opened["case_id"].startswith("RC-")
+    assert (await api.get(f"/cases/{opened['case_id']}")).status_code == 200
+
+
+async def test_refused_command_is_409_with_the_reason(api: httpx.AsyncClient) -> None:
+    case_id = new_case_id()
+    await post(api, "/cases", case_body(case_id), 201)
+    problem = await post(api, f"/cases/{case_id}/rectification-report", REPORT, 409)
+    assert problem["type"].endswith("/command-refused")
+    assert "cannot accept a rectification report" in problem["detail"]
+    assert "stage opened" in problem["detail"]
+
+
+async def test_unknown_case_is_404(api: httpx.AsyncClient) -> None:
+    missing = new_case_id()
+    for response in (
+        await api.get(f"/cases/{missing}"),
+        await api.post(f"/cases/{missing}/interview/schedule", json=INTERVIEW),
+    ):
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["detail"] == f"no case {missing}"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (
+            "/cases",
+            case_body(subject={"kind": "app", "name": "x", "identifiers": {}}),
+            "subject.identifiers",
+        ),
+        ("/cases", case_body(severity="catastrophic"), "severity"),
+        ("/cases", case_body(case_id="bad id with spaces"), "case_id"),
+        (
+            "/cases",
+            case_body(
+                subject={"kind": "app", "name": "x", "identifiers": {"domain": "Not A Domain"}}
+            ),
+            "subject.identifiers.domain",
+        ),
+        ("/cases", {**case_body(), "unexpected": 1}, "unexpected"),
+        (
+            "/cases/X-1/interview/record",
+            {**INTERVIEW_RECORD, "officials": ["only.one"]},
+            "officials",
+        ),
+        ("/cases/X-1/rectification-order", {**ORDER, "period_days": 0}, "period_days"),
+        (
+            "/cases/X-1/interview/schedule",
+            {**INTERVIEW, "scheduled_for": "2099-01-05T09:30"},
+            "scheduled_for",
+        ),
+        (
+            "/cases/X-1/fine-decision",
+            {"actor": "a", "amount_yuan": "-5", "legal_basis": "b", "reasons": "c"},
+            "amount_yuan",
+        ),
+    ],
+)
+async def test_bad_input_is_422_naming_the_field(
+    api: httpx.AsyncClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    response = await api.post(path, json=body)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["status"] == 422
+    assert field in [error["field"] for error in problem["errors"]], problem
+    assert field in problem["detail"]
+
+
+async def test_malformed_json_is_422(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/cases", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("/invalid-request")
+
+
+async def test_log_lines_carry_case_and_workflow_ids(
+    api: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("json", "INFO")
+    try:
+        case_id = new_case_id()
+        await post(api, "/cases", case_body(case_id), 201)
+        await post(api, f"/cases/{case_id}/interview/schedule", INTERVIEW, 200)
+    finally:
+        lines = capsys.readouterr().err.splitlines()
+        configure_logging("console", "INFO", stream=sys.__stderr__)
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    ours = [e for e in events if e.get("case_id") == case_id]
+    names = {e["event"] for e in ours}
+    assert {"case opened", "case registered", "case step recorded", "request handled"} <= names
+    for event in ours:
+        assert event["workflow_id"] == f"case:{case_id}"
+    requests = [e for e in ours if e["event"] in ("case opened", "request handled")]
+    assert requests and all("request_id" in e for e in requests)

@@ -1,0 +1,245 @@
+"""`make run` as a developer uses it: start, open a case, Ctrl-C, start again, Ctrl-C.
+
+Ctrl-C at a terminal sends SIGINT to the whole foreground process group (make and its child);
+the test does exactly that. Every process the stack started carries a marker in its
+environment, so survivors are found whatever their name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from temporalio.api.enums.v1 import EventType
+
+from wiring.embedded import free_port
+from wiring.settings import REPO_ROOT
+from wiring.temporal import connect_temporal
+
+pytestmark = pytest.mark.slow
+
+MARK = "RECTIFY_TEST_STACK"
+
+
+def survivors(mark: str, settle: float = 0.0) -> list[str]:
+    """Processes carrying the stack's marker, after up to `settle` seconds for them to exit."""
+    deadline = time.monotonic() + settle
+    while True:
+        found = _marked(mark)
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.2)
+
+
+def _marked(mark: str) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        try:
+            if proc.environ().get(MARK) == mark:
+                found.append(f"{proc.pid} {proc.info['name']}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+class Stack:
+    def __init__(self, tmp_path: Path, argv: list[str]) -> None:
+        self.mark = uuid.uuid4().hex
+        self.api_port = free_port()
+        self.temporal_port = free_port()
+        self.log = tmp_path / "stack.log"
+        self.argv = argv
+        self.env = {
+            k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")
+        }
+        self.env.update(
+            {
+                MARK: self.mark,
+                "DATA_DIR": str(tmp_path / ".data"),
+                "API_PORT": str(self.api_port),
+                "EMBEDDED_POSTGRES_PORT": str(free_port()),
+                "EMBEDDED_TEMPORAL_PORT": str(self.temporal_port),
+                "EMBEDDED_TEMPORAL_UI_PORT": str(free_port()),
+            }
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self, timeout: float = 120) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"stack exited early:\n{self.output()}"
+            try:
+                healthy = httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                healthy = False
+            if healthy and "Ctrl-C stops everything" in self.output():
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"no healthy API within {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-5000:]
+
+    def ctrl_c(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        return self.proc.wait(timeout)
+
+    def kill_leftovers(self) -> None:
+        for line in survivors(self.mark):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+def post(stack: Stack, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(f"{stack.url}{path}", json=body, timeout=30)
+    assert response.status_code in (200, 201), response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def timer_pending(address: str, workflow_id: str) -> bool:
+    client = await connect_temporal(address)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    kinds = [event.event_type for event in history.events]
+    return (
+        EventType.EVENT_TYPE_TIMER_STARTED in kinds
+        and EventType.EVENT_TYPE_TIMER_FIRED not in kinds
+    )
+
+
+def test_make_run_keeps_cases_across_restarts_and_ctrl_c_leaves_no_orphan(
+    tmp_path: Path,
+) -> None:
+    stack = Stack(tmp_path, ["make", "--no-print-directory", "run"])
+    try:
+        stack.start()
+        output = stack.output()
+        for line in ("API docs", "/docs", "Temporal UI", "Ctrl-C stops everything"):
+            assert line in output
+
+        case_id = f"MR-{uuid.uuid4().hex[:8]}"
+        post(
+            stack,
+            "/cases",
+            {
+                "case_id": case_id,
+                "subject": {
+                    "kind": "website",
+                    "name": "Counterfeit Embassy Office",
+                    "identifiers": {"domain": "fake-embassy.example.com"},
+                },
+                "violation_category": "counterfeit_site",
+                "legal_basis": "CSL art. 61",
+                "severity": "serious",
+                "office": "national",
+                "opened_by": "officer.li",
+            },
+        )
+        post(
+            stack,
+            f"/cases/{case_id}/interview/schedule",
+            {
+                "actor": "officer.li",
+                "scheduled_for": "2099-01-05T09:30:00+08:00",
+                "place": "room 1",
+                "reason": "counterfeit",
+                "attendees_required": ["operator"],
+            },
+        )
+        post(
+            stack,
+            f"/cases/{case_id}/interview/record",
+            {
+                "actor": "officer.li",
+                "officials": ["li", "wang"],
+                "attended_by": ["operator"],
+                "summary": "held",
+            },
+        )
+        ordered = post(
+            stack,
+            f"/cases/{case_id}/rectification-order",
+            {
+                "actor": "officer.li",
+                "period_days": 30,
+                "requirements": "take the site down",
+            },
+        )
+        due_at = ordered["order"]["deadline"]["due_at"]
+
+        # make re-raises the SIGINT after its child has ended: exit status -2.
+        assert stack.ctrl_c() == -signal.SIGINT
+        assert survivors(stack.mark, settle=30) == [], "processes outlived Ctrl-C"
+        assert "Rectify stopped" in stack.output()
+
+        stack.start()
+        case = httpx.get(f"{stack.url}/cases/{case_id}", timeout=10).json()
+        assert (case["source"], case["stage"]) == ("workflow", "rectifying")
+        assert case["live"]["order"]["deadline"]["due_at"] == due_at
+        address = f"127.0.0.1:{stack.temporal_port}"
+        assert asyncio.run(timer_pending(address, f"case:{case_id}"))
+
+        assert stack.ctrl_c() == -signal.SIGINT
+        assert survivors(stack.mark, settle=30) == [], "processes outlived Ctrl-C"
+    finally:
+        stack.kill_leftovers()
+
+
+def test_a_dying_child_stops_the_whole_stack(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, [str(Path(sys.executable).parent / "rectify"), "run"])
+    try:
+        stack.start()
+        worker = next(
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"]
+            and p.info["cmdline"][-2:] == ["-m", "worker"]
+            and p.environ().get(MARK) == stack.mark
+        )
+        worker.kill()
+        assert stack.proc is not None
+        assert stack.proc.wait(60) == 1
+        assert "worker exited unexpectedly" in stack.output()
+        assert survivors(stack.mark, settle=30) == []
+    finally:
+        stack.kill_leftovers()
+
+
+def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+    """Even `kill -9` of the supervisor leaves no orphan: children get a parent-death signal."""
+    stack = Stack(tmp_path, [str(Path(sys.executable).parent / "rectify"), "run"])
+    try:
+        stack.start()
+        assert stack.proc is not None
+        assert len(survivors(stack.mark)) >= 4  # supervisor, postgres, temporal, worker, api
+        stack.proc.kill()
+        stack.proc.wait(10)
+        assert survivors(stack.mark, settle=30) == []
+    finally:
+        stack.kill_leftovers()

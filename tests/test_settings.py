@@ -1,0 +1,53 @@
+"""Settings: validated at start, with messages naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from wiring.cli import main as cli_main
+from wiring.settings import Settings
+
+
+def test_production_requires_named_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    monkeypatch.setenv("RECTIFY_ENV", "production")
+    with pytest.raises(ValidationError, match="DATABASE_URL, TEMPORAL_ADDRESS"):
+        Settings(_env_file=None)
+
+
+def test_bad_database_url_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://x")
+    with pytest.raises(ValidationError, match="DATABASE_URL must start with postgresql://"):
+        Settings(_env_file=None)
+
+
+def test_bad_port_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_PORT", "99999")
+    with pytest.raises(ValidationError, match="api_port"):
+        Settings(_env_file=None)
+
+
+def test_cli_reports_bad_configuration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOG_FORMAT", "xml")
+    assert cli_main(["migrate"]) == 2
+    assert "log_format" in capsys.readouterr().err
+
+
+def test_cli_refuses_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["launch"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'launch'" in capsys.readouterr().err
+
+
+def test_cli_migrate_without_database_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir("/")  # no .env file
+    assert cli_main(["migrate"]) == 1
+    assert "DATABASE_URL is not set" in capsys.readouterr().err
