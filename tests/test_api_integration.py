@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -57,6 +58,26 @@ ORDER = {"actor": "officer.chen", "period_days": 10, "requirements": "Stop the c
 REPORT = {"actor": "party:chaofan", "summary": "SDK removed.", "evidence": ["v2.1 build"]}
 
 
+@asynccontextmanager
+async def api_client(
+    dev_env: WorkflowEnvironment, pg_dsn: str, task_queue: str, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(
+        Settings(
+            _env_file=None,
+            database_url=pg_dsn,
+            temporal_address=dev_env.client.service_client.config.target_host,
+            task_queue=task_queue,
+            temporal_ui_url="http://localhost:8233",
+            **settings,
+        )
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rectify") as client:
+            yield client
+
+
 @pytest.fixture
 async def api(
     dev_env: WorkflowEnvironment,
@@ -65,18 +86,8 @@ async def api(
     pool: asyncpg.Pool,
     task_queue: str,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        _env_file=None,
-        database_url=pg_dsn,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        task_queue=task_queue,
-        temporal_ui_url="http://localhost:8233",
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rectify") as client:
-            yield client
+    async with api_client(dev_env, pg_dsn, task_queue) as client:
+        yield client
 
 
 async def post(api: httpx.AsyncClient, path: str, body: dict[str, Any], status: int) -> Any:
@@ -268,3 +279,20 @@ async def test_log_lines_carry_case_and_workflow_ids(
         assert event["workflow_id"] == f"case:{case_id}"
     requests = [e for e in ours if e["event"] in ("case opened", "request handled")]
     assert requests and all("request_id" in e for e in requests)
+
+
+async def test_case_without_a_worker_is_504_not_a_hung_request(
+    dev_env: WorkflowEnvironment, pg_dsn: str, pool: asyncpg.Pool
+) -> None:
+    """Nobody polls this task queue: reads and commands give up after the configured time."""
+    async with api_client(dev_env, pg_dsn, "tq-nobody-polls", case_answer_timeout_s=1.0) as client:
+        case_id = new_case_id()
+        await post(client, "/cases", case_body(case_id), 201)
+        for response in (
+            await client.get(f"/cases/{case_id}"),
+            await client.post(f"/cases/{case_id}/interview/schedule", json=INTERVIEW),
+        ):
+            assert response.status_code == 504, response.text
+            problem = response.json()
+            assert problem["type"].endswith("/case-not-answering")
+            assert "is a worker running?" in problem["detail"]

@@ -18,10 +18,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import psutil
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
 
 from wiring.embedded import free_port
 from wiring.settings import REPO_ROOT
@@ -240,6 +242,54 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         assert len(survivors(stack.mark)) >= 4  # supervisor, postgres, temporal, worker, api
         stack.proc.kill()
         stack.proc.wait(10)
+        assert survivors(stack.mark, settle=30) == []
+    finally:
+        stack.kill_leftovers()
+
+
+async def test_named_servers_are_used_instead_of_embedded_ones(
+    tmp_path: Path, pg_dsn: str, pool: asyncpg.Pool, dev_env: WorkflowEnvironment
+) -> None:
+    """DATABASE_URL and TEMPORAL_ADDRESS set: no embedded server starts, worker and API use them."""
+    stack = Stack(tmp_path, [str(Path(sys.executable).parent / "rectify"), "run"])
+    address = dev_env.client.service_client.config.target_host
+    stack.env.update(DATABASE_URL=pg_dsn, TEMPORAL_ADDRESS=address)
+    try:
+        await asyncio.to_thread(stack.start)
+        names = " ".join(survivors(stack.mark))
+        assert "postgres" not in names and "temporal" not in names
+        assert not (tmp_path / ".data" / "postgres").exists()
+        case_id = f"EXT-{uuid.uuid4().hex[:8]}"
+        await asyncio.to_thread(
+            post,
+            stack,
+            "/cases",
+            {
+                "case_id": case_id,
+                "subject": {
+                    "kind": "account",
+                    "name": "Some account",
+                    "identifiers": {"account_id": "weibo:123"},
+                },
+                "violation_category": "prohibited_information",
+                "legal_basis": "CSL art. 61",
+                "severity": "minor",
+                "office": "national",
+                "opened_by": "officer.li",
+            },
+        )
+        # The case runs on the named Temporal server; the stack's worker registered it in the
+        # named PostgreSQL.
+        handle = dev_env.client.get_workflow_handle(f"case:{case_id}")
+        assert (await handle.describe()).task_queue == "rectify-cases"
+        stage = None
+        for _ in range(100):
+            stage = await pool.fetchval("SELECT stage FROM cases WHERE case_id = $1", case_id)
+            if stage is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert stage == "opened"
+        assert await asyncio.to_thread(stack.ctrl_c) == 0
         assert survivors(stack.mark, settle=30) == []
     finally:
         stack.kill_leftovers()

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         None, description="base URL of the Temporal Web UI, for links; derived when embedded"
     )
 
+    case_answer_timeout_s: float = Field(
+        30.0, gt=0, description="how long the API waits for a case workflow to answer"
+    )
+
     migrations_dir: Path = REPO_ROOT / "migrations"
     db_pool_min_size: int = Field(1, ge=0)
     db_pool_max_size: int = Field(10, ge=1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +16,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -21,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
 from api.schemas import CaseView, OpenCaseRequest, OpenedCase
+from wiring.settings import Settings
 from wiring.temporal import workflow_ui_url
 from workflows.case import CaseWorkflow
 from workflows.case_models import (
@@ -42,6 +47,10 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such case", "content": {"application/problem+json": {}}},
     409: {
         "description": "the case refused the command",
+        "content": {"application/problem+json": {}},
+    },
+    504: {
+        "description": "the case did not answer in time",
         "content": {"application/problem+json": {}},
     },
     422: {"description": "invalid body", "content": {"application/problem+json": {}}},
@@ -117,7 +126,8 @@ async def get_case(
     try:
         description = await handle.describe()
         if description.status == WorkflowExecutionStatus.RUNNING:
-            state = await handle.query(CaseWorkflow.state)
+            async with _answer_within(case_id, settings.case_answer_timeout_s):
+                state = await handle.query(CaseWorkflow.state)
             return _view_from_state(state, ui_url)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
@@ -148,12 +158,31 @@ def _view_from_state(state: CaseState, ui_url: str | None) -> CaseView:
     )
 
 
-async def _command(client: Client, pool: Any, case_id: str, update: Any, cmd: Any) -> CaseState:
+@asynccontextmanager
+async def _answer_within(case_id: str, seconds: float) -> AsyncIterator[None]:
+    """A case whose workflow does not answer (no worker polling) is a 504, not a hung request."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+        raise Problem(
+            504,
+            "case-not-answering",
+            f"case {case_id} did not answer within {seconds:g} s (is a worker running?); "
+            "a command may still take effect: read the case before sending it again",
+            case_id=case_id,
+        ) from exc
+
+
+async def _command(
+    client: Client, pool: Any, settings: Settings, case_id: str, update: Any, cmd: Any
+) -> CaseState:
     """Send one update; a refusal becomes 409 with the workflow's reason, no case 404."""
     workflow_id = _bind(case_id)
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
     try:
-        state: CaseState = await handle.execute_update(update, cmd)
+        async with _answer_within(case_id, settings.case_answer_timeout_s):
+            state: CaseState = await handle.execute_update(update, cmd)
         return state
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
@@ -176,53 +205,81 @@ async def _command(client: Client, pool: Any, case_id: str, update: Any, cmd: An
 
 
 _COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
-    k: PROBLEM_RESPONSES[k] for k in (404, 409, 422)
+    k: PROBLEM_RESPONSES[k] for k in (404, 409, 422, 504)
 }
 
 
 @router.post("/{case_id}/interview/schedule", responses=_COMMAND_RESPONSES)
 async def schedule_interview(
-    case_id: str, body: ScheduleInterview, client: TemporalClient, pool: DbPool
+    case_id: str,
+    body: ScheduleInterview,
+    client: TemporalClient,
+    pool: DbPool,
+    settings: AppSettings,
 ) -> CaseState:
     """Give notice of the interview: time, place, reason, who from the party must attend."""
-    return await _command(client, pool, case_id, CaseWorkflow.schedule_interview, body)
+    return await _command(client, pool, settings, case_id, CaseWorkflow.schedule_interview, body)
 
 
 @router.post("/{case_id}/interview/record", responses=_COMMAND_RESPONSES)
 async def record_interview(
-    case_id: str, body: RecordInterview, client: TemporalClient, pool: DbPool
+    case_id: str,
+    body: RecordInterview,
+    client: TemporalClient,
+    pool: DbPool,
+    settings: AppSettings,
 ) -> CaseState:
     """Record the interview held (two officials at least)."""
-    return await _command(client, pool, case_id, CaseWorkflow.record_interview, body)
+    return await _command(client, pool, settings, case_id, CaseWorkflow.record_interview, body)
 
 
 @router.post("/{case_id}/rectification-order", responses=_COMMAND_RESPONSES)
 async def issue_rectification_order(
-    case_id: str, body: IssueRectificationOrder, client: TemporalClient, pool: DbPool
+    case_id: str,
+    body: IssueRectificationOrder,
+    client: TemporalClient,
+    pool: DbPool,
+    settings: AppSettings,
 ) -> CaseState:
     """Order rectification within a time limit; the deadline timer starts."""
-    return await _command(client, pool, case_id, CaseWorkflow.issue_rectification_order, body)
+    return await _command(
+        client, pool, settings, case_id, CaseWorkflow.issue_rectification_order, body
+    )
 
 
 @router.post("/{case_id}/rectification-report", responses=_COMMAND_RESPONSES)
 async def submit_rectification_report(
-    case_id: str, body: SubmitRectificationReport, client: TemporalClient, pool: DbPool
+    case_id: str,
+    body: SubmitRectificationReport,
+    client: TemporalClient,
+    pool: DbPool,
+    settings: AppSettings,
 ) -> CaseState:
     """The party's rectification report, with its evidence."""
-    return await _command(client, pool, case_id, CaseWorkflow.submit_rectification_report, body)
+    return await _command(
+        client, pool, settings, case_id, CaseWorkflow.submit_rectification_report, body
+    )
 
 
 @router.post("/{case_id}/verification", responses=_COMMAND_RESPONSES)
 async def record_verification(
-    case_id: str, body: RecordVerification, client: TemporalClient, pool: DbPool
+    case_id: str,
+    body: RecordVerification,
+    client: TemporalClient,
+    pool: DbPool,
+    settings: AppSettings,
 ) -> CaseState:
     """An officer's verification: pass closes the case as rectified, fail escalates."""
-    return await _command(client, pool, case_id, CaseWorkflow.record_verification, body)
+    return await _command(client, pool, settings, case_id, CaseWorkflow.record_verification, body)
 
 
 @router.post("/{case_id}/fine-decision", responses=_COMMAND_RESPONSES)
 async def decide_fine(
-    case_id: str, body: DecideFine, client: TemporalClient, pool: DbPool
+    case_id: str,
+    body: DecideFine,
+    client: TemporalClient,
+    pool: DbPool,
+    settings: AppSettings,
 ) -> CaseState:
     """Decide the fine on an escalated case; closes it as penalized."""
-    return await _command(client, pool, case_id, CaseWorkflow.decide_fine, body)
+    return await _command(client, pool, settings, case_id, CaseWorkflow.decide_fine, body)
