@@ -31,6 +31,7 @@ COPY activities/ activities/
 COPY worker/ worker/
 COPY api/ api/
 COPY wiring/ wiring/
+COPY ops/ ops/
 COPY migrations/ migrations/
 
 # The project itself, without dev extras; drop build leftovers and any host bytecode caches.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from wiring.cli import main as cli_main
+from ops.cli import main as cli_main
 from wiring.settings import Settings
 
 

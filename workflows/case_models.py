@@ -189,13 +189,27 @@ class DecideFine(Model):
 
 
 class Deadline(Model):
-    """A deadline computed by an activity and kept in workflow state (never recomputed)."""
+    """A deadline computed by an activity and kept in workflow state.
+
+    Never recomputed on replay; recomputed by an activity only while `provisional` (a year whose
+    official working-day arrangement was not loaded yet was counted as weekdays only).
+    """
 
     due_at: datetime = Field(description="the instant it passes: 24:00 Asia/Shanghai, last day")
     last_day: str = Field(description="the last day, local date YYYY-MM-DD")
     days: int
-    kind: str = Field(description="calendar or working days")
+    kind: str = Field(description="calendar or working (days)")
     explanation: str
+    start_day: str | None = Field(None, description="the day the count starts after (local)")
+    provisional: bool = Field(False, description="counted without official data for a year")
+    provisional_years: list[int] = Field(default_factory=list)
+    skipped_days: list[str] = Field(
+        default_factory=list,
+        description="holidays and rest days passed over (working days) or rolled over (end day)",
+    )
+    makeup_workdays: list[str] = Field(
+        default_factory=list, description="weekend days counted as working days (调休)"
+    )
 
 
 class Interview(Model):

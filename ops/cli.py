@@ -1,4 +1,8 @@
-"""The `rectify` command: `rectify run` starts the whole engine, `rectify migrate` the schema."""
+"""The `rectify` command: operator commands that act on the whole system.
+
+`rectify run` starts the whole engine, `rectify migrate` the schema. This package may import
+`activities/` (the calendar and policy code it loads) and `wiring/`; nothing imports it.
+"""
 
 from __future__ import annotations
 
