@@ -32,6 +32,7 @@ COPY worker/ worker/
 COPY api/ api/
 COPY wiring/ wiring/
 COPY ops/ ops/
+COPY policies/ policies/
 COPY migrations/ migrations/
 
 # The project itself, without dev extras; drop build leftovers and any host bytecode caches.

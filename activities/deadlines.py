@@ -1,39 +1,67 @@
-"""Deadlines, computed outside the workflow so the rule can change without breaking replay."""
+"""Deadlines, computed outside the workflow so the rule (and the calendar) can change without
+breaking replay: the workflow records the result; a provisional one is recomputed later."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
+import asyncpg
+import structlog
 from temporalio import activity
 
+from activities.calendar import (
+    LOCAL_TZ,
+    CalendarRepository,
+    CalendarSpanError,
+    calendar_period_deadline,
+    local_day,
+    working_deadline,
+)
 from workflows.case_models import Deadline
 from workflows.records import DeadlineRequest
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+__all__ = ["LOCAL_TZ", "DeadlineActivities"]
+
+log = structlog.get_logger(__name__)
+
+# Far more than any period needs; a span is doubled while the count runs past it.
+MAX_SPAN_DAYS = 20 * 366
 
 
-def calendar_deadline(start: datetime, days: int) -> Deadline:
-    """`days` calendar days counted from the day after `start` (local date), ending at 24:00.
-
-    Asia/Shanghai has no daylight saving, so 24:00 local is always 16:00 UTC.
-    """
-    first_local_day = start.astimezone(LOCAL_TZ).date()
-    last_day = first_local_day + timedelta(days=days)
-    due_at = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=LOCAL_TZ)
-    return Deadline(
-        due_at=due_at.astimezone(UTC),
-        last_day=last_day.isoformat(),
-        days=days,
-        kind="calendar",
-        explanation=(
-            f"{days} calendar days counted from the day after {first_local_day.isoformat()} "
-            f"(Asia/Shanghai); the last day is {last_day.isoformat()}, ending at 24:00"
-        ),
-    )
+def first_span_days(request: DeadlineRequest) -> int:
+    """Days after the start day to read: enough for the count and any holiday roll-over."""
+    if request.kind == "working":
+        return request.days * 2 + 30
+    return request.days + 30
 
 
 class DeadlineActivities:
+    """Deadline activities; registered on the worker as bound methods."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
     @activity.defn(name="compute_deadline")
     async def compute_deadline(self, request: DeadlineRequest) -> Deadline:
-        return calendar_deadline(request.start, request.days)
+        """Count the period on the official calendar, provisional for years without data."""
+        count = working_deadline if request.kind == "working" else calendar_period_deadline
+        first = local_day(request.start)
+        span = first_span_days(request)
+        while True:
+            async with self._pool.acquire() as conn:
+                cal = await CalendarRepository(conn).snapshot(first, first + timedelta(span))
+            try:
+                deadline = count(request.start, request.days, cal)
+            except CalendarSpanError:
+                if span >= MAX_SPAN_DAYS:
+                    raise
+                span = min(span * 2, MAX_SPAN_DAYS)
+                continue
+            log.info(
+                "deadline computed",
+                kind=deadline.kind,
+                days=deadline.days,
+                last_day=deadline.last_day,
+                provisional=deadline.provisional,
+            )
+            return deadline

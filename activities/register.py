@@ -32,8 +32,8 @@ class CaseRegisterRepository:
             INSERT INTO cases (
                 case_id, workflow_id, subject_kind, subject_name, subject_identifiers,
                 violation_category, legal_basis, severity, office, opened_by,
-                stage, opened_at, updated_at, last_seq
-            ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 0)
+                stage, opened_at, updated_at, last_seq, policy_version
+            ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 0, $13)
             ON CONFLICT (case_id) DO NOTHING
             """,
             opened.case_id,
@@ -48,6 +48,7 @@ class CaseRegisterRepository:
             opened.opened_by,
             entry.to_stage.value,
             entry.occurred_at,
+            record.policy_version,
         )
         return bool(status == "INSERT 0 1")
 
@@ -84,7 +85,7 @@ class CaseRegisterRepository:
                SET stage = $2, outcome = $3, deadline_at = $4::timestamptz,
                    updated_at = $5::timestamptz,
                    closed_at = CASE WHEN $6::boolean THEN $5::timestamptz END,
-                   last_seq = $7::integer
+                   last_seq = $7::integer, deadline_provisional = $8::boolean
              WHERE case_id = $1 AND last_seq < $7::integer
             """,
             entry.case_id,
@@ -94,6 +95,7 @@ class CaseRegisterRepository:
             entry.occurred_at,
             closed,
             entry.seq,
+            entry.deadline_provisional,
         )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from activities.policy import load_policies
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port
 from wiring.migrate import migrate
@@ -55,7 +56,7 @@ async def drive_case(client: Client, task_queue: str, latencies: list[float]) ->
                 "name": "Bench app",
                 "identifiers": {"app_package": "com.bench.app"},
             },
-            "violation_category": "bench",
+            "violation_category": "prohibited_information",
             "legal_basis": "bench",
             "severity": "minor",
             "office": "bench",
@@ -118,7 +119,7 @@ async def run_config(
             async with semaphore:
                 await drive_case(client, task_queue, latencies)
 
-        async with build_worker(client, pool, task_queue):
+        async with build_worker(client, pool, task_queue, load_policies(REPO_ROOT / "policies")):
             await drive_case(client, task_queue, [])  # warm-up
             started = time.perf_counter()
             await asyncio.wait_for(

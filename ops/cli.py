@@ -1,6 +1,7 @@
 """The `rectify` command: operator commands that act on the whole system.
 
-`rectify run` starts the whole engine, `rectify migrate` the schema. This package may import
+`rectify run` starts the whole engine, `rectify migrate` the schema (and seeds the working-day
+calendar), `rectify calendar load|show|seed` the official holidays. This package may import
 `activities/` (the calendar and policy code it loads) and `wiring/`; nothing imports it.
 """
 
@@ -10,8 +11,11 @@ import argparse
 import asyncio
 import sys
 
+import asyncpg
 from pydantic import ValidationError
 
+from activities.calendar import seed_calendar
+from ops.calendar_cli import add_calendar_commands, format_seeded, run_calendar_command
 from wiring.logs import configure_logging
 from wiring.migrate import MigrationError, migrate
 from wiring.settings import Settings
@@ -28,7 +32,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Starts embedded PostgreSQL and Temporal unless DATABASE_URL / "
         "TEMPORAL_ADDRESS are set; Ctrl-C stops everything.",
     )
-    commands.add_parser("migrate", help="apply pending migrations to DATABASE_URL")
+    commands.add_parser(
+        "migrate",
+        help="apply pending migrations to DATABASE_URL and seed the calendar from chinese-calendar",
+    )
+    add_calendar_commands(commands)
     return parser
 
 
@@ -43,13 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from wiring.devstack import run_stack
 
-        return run_stack(settings)
+        return run_stack(settings, after_migrate=seed_calendar)
+    if args.command == "calendar":
+        return run_calendar_command(args, settings)
     try:
-        applied = asyncio.run(migrate(settings.require_database_url(), settings.migrations_dir))
-    except (MigrationError, RuntimeError) as exc:
+        dsn = settings.require_database_url()
+        applied = asyncio.run(migrate(dsn, settings.migrations_dir))
+        print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+        seeded = asyncio.run(seed_calendar(dsn))
+    except (MigrationError, RuntimeError, OSError, asyncpg.PostgresError) as exc:
         print(f"rectify migrate: {exc}", file=sys.stderr)
         return 1
-    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    print(format_seeded(seeded))
     return 0
 
 

@@ -18,14 +18,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.calendar import seed_calendar
+from activities.policy import load_policies
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, free_port, temporal_cli
 from wiring.migrate import migrate
+from wiring.search_attributes import ensure_search_attributes
 from wiring.settings import REPO_ROOT
 from worker.main import build_worker
+from workflows import search
 from workflows.case_models import OpenCaseInput, Severity, Subject, SubjectIdentifiers
 
 MIGRATIONS = REPO_ROOT / "migrations"
+POLICIES = load_policies(REPO_ROOT / "policies")
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +53,7 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     await migrate(pg_dsn, MIGRATIONS)
+    await seed_calendar(pg_dsn)  # the official holidays chinese-calendar knows (2004-2026)
     pool = await create_pool(pg_dsn, min_size=1, max_size=10)
     yield pool
     await pool.close()
@@ -57,13 +63,16 @@ def _test_server_path() -> str:
     return str(Path(sys.executable).parent / "temporal-test-server")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server: days of deadlines pass in seconds."""
+    """A time-skipping test server per test (0.1 s to start): days pass in seconds, and every
+    test's clock starts at today."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=_test_server_path(),
     )
+    # An undefined search attribute makes the workflow task fail in a loop: register first.
+    await ensure_search_attributes(env.client, "default", search.ALL)
     yield env
     await env.shutdown()
 
@@ -76,6 +85,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         ui=False,
     )
+    await ensure_search_attributes(env.client, "default", search.ALL)
     yield env
     await env.shutdown()
 
@@ -89,7 +99,7 @@ def task_queue() -> str:
 async def ts_worker(
     ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> AsyncIterator[Worker]:
-    async with build_worker(ts_env.client, pool, task_queue) as worker:
+    async with build_worker(ts_env.client, pool, task_queue, POLICIES) as worker:
         yield worker
 
 
@@ -97,7 +107,7 @@ async def ts_worker(
 async def dev_worker(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> AsyncIterator[Worker]:
-    async with build_worker(dev_env.client, pool, task_queue) as worker:
+    async with build_worker(dev_env.client, pool, task_queue, POLICIES) as worker:
         yield worker
 
 
@@ -106,12 +116,14 @@ def new_case_id() -> str:
 
 
 def open_case_input(case_id: str | None = None, **overrides: object) -> OpenCaseInput:
+    case_id = case_id or new_case_id()
     values: dict[str, object] = {
-        "case_id": case_id or new_case_id(),
+        "case_id": case_id,
+        # Each case its own subject, so no test is a repeat offender by accident.
         "subject": Subject(
             kind="website",
             name="Example News",
-            identifiers=SubjectIdentifiers(domain="news.example.cn"),
+            identifiers=SubjectIdentifiers(domain=f"{case_id.lower()}.example.cn"),
         ),
         "violation_category": "prohibited_information",
         "legal_basis": "Cybersecurity Law art. 61",

@@ -2,7 +2,7 @@
 
 Run it when a new workflow version lands (after guarding the change with `workflow.patched`), and
 commit the new files beside the old ones: old histories must keep replaying for as long as cases
-of that version may be running.
+of that version may be running. Version 1's files were recorded before procedure v2 existed.
 """
 
 from __future__ import annotations
@@ -11,85 +11,98 @@ import asyncio
 import sys
 import tempfile
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.calendar import seed_calendar
+from activities.policy import load_policies
+from tests.case_driver import SUPERVISOR, Case, open_case
 from tests.conftest import _test_server_path
-from tests.test_case_workflow import drive_to_rectifying, start_case, submit_report
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, free_port
 from wiring.migrate import migrate
+from wiring.search_attributes import ensure_search_attributes
 from wiring.settings import REPO_ROOT
 from worker.main import build_worker
-from workflows.case import CaseWorkflow
-from workflows.case_models import DecideFine, RecordVerification
+from workflows import search
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
-VERSION = "v1"
+VERSION = "v2"
+QUEUE = "record-histories"
+
+
+async def rectified(case: Case) -> None:
+    await case.to_rectifying()
+    await case.do("request_extension", actor="party:rep")
+    await case.do("decide_extension", actor=SUPERVISOR)
+    await case.do("submit_rectification_report", actor="party:rep")
+    await case.do("record_verification")
+
+
+async def deadline_missed_warned(case: Case) -> None:
+    state = await case.to_rectifying()
+    assert state.order is not None
+    await case.sleep_until(state.order.deadline.due_at, after=timedelta(hours=1))
+    await case.to_notice()
+    await case.do("notify_penalty", measure="warning")
+    await case.do("record_statement", actor="party:rep")
+    proc = await case.procedure()
+    assert proc.penalty is not None and proc.penalty.defence_deadline is not None
+    await case.sleep_until(proc.penalty.defence_deadline.due_at, after=timedelta(hours=1))
+    await case.do("decide_penalty", measure="warning")
+    await case.do("serve_decision", served_at=(await case.now()).isoformat())
+
+
+async def fined_after_hearing(case: Case) -> None:
+    await case.do("decide_filing")
+    await case.do("open_penalty_procedure")
+    await case.to_notice()
+    await case.do("notify_penalty", measure="fine", fine_yuan="300000")
+    await case.do("request_hearing", actor="party:rep")
+    hearing_at = await case.now() + timedelta(days=20)
+    await case.do(
+        "schedule_hearing", hearing_at=hearing_at.isoformat(), place="Hall 1", chair="hearing.chair"
+    )
+    await case.sleep_until(hearing_at, after=timedelta(hours=2))
+    await case.do("record_hearing")
+    await case.do("decide_penalty", measure="fine", fine_yuan="200000")
+    await case.do("serve_decision", served_at=(await case.now()).isoformat())
+    await case.do("record_payment", amount_yuan="200000", paid_at=(await case.now()).isoformat())
+
+
+PATHS = {
+    "rectified-after-extension": rectified,
+    "deadline-missed-warned": deadline_missed_warned,
+    "fined-after-hearing": fined_after_hearing,
+}
 
 
 async def record(dsn: str) -> None:
-    pool = await create_pool(dsn)
     await migrate(dsn, REPO_ROOT / "migrations")
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=_test_server_path()
-    )
+    await seed_calendar(dsn)
+    pool = await create_pool(dsn)
+    policies = load_policies(REPO_ROOT / "policies")
     try:
-        async with build_worker(env.client, pool, "record-histories"):
-            paths = {}
-
-            rectified = await start_case(env, "record-histories")
-            await drive_to_rectifying(env, rectified)
-            await submit_report(rectified)
-            await rectified.execute_update(
-                CaseWorkflow.record_verification,
-                RecordVerification(actor="officer.wang", passed=True, findings="Content gone."),
+        for name, drive in PATHS.items():
+            env = await WorkflowEnvironment.start_time_skipping(
+                data_converter=pydantic_data_converter,
+                test_server_existing_path=_test_server_path(),
             )
-            paths["rectified"] = rectified
-
-            penalized = await start_case(env, "record-histories")
-            await drive_to_rectifying(env, penalized)
-            await submit_report(penalized)
-            await penalized.execute_update(
-                CaseWorkflow.record_verification,
-                RecordVerification(actor="officer.wang", passed=False, findings="Still online."),
-            )
-            await penalized.execute_update(
-                CaseWorkflow.decide_fine,
-                DecideFine(
-                    actor="officer.li",
-                    amount_yuan=Decimal("30000"),
-                    legal_basis="Cybersecurity Law art. 61",
-                    reasons="Refused to rectify.",
-                ),
-            )
-            paths["verification-failed-fined"] = penalized
-
-            missed = await start_case(env, "record-histories")
-            await drive_to_rectifying(env, missed, days=10)
-            await env.sleep(timedelta(days=12))
-            await missed.execute_update(
-                CaseWorkflow.decide_fine,
-                DecideFine(
-                    actor="officer.li",
-                    amount_yuan=Decimal("10000"),
-                    legal_basis="Cybersecurity Law art. 61",
-                    reasons="No rectification by the deadline.",
-                ),
-            )
-            paths["deadline-missed-fined"] = missed
-
-            for name, handle in paths.items():
-                await handle.result()
-                history = await handle.fetch_history()
-                target = HISTORIES / f"case-{VERSION}-{name}.json"
-                target.write_text(history.to_json() + "\n")
-                print(f"wrote {target.relative_to(REPO_ROOT)} ({len(history.events)} events)")
+            try:
+                await ensure_search_attributes(env.client, "default", search.ALL)
+                async with build_worker(env.client, pool, QUEUE, policies):
+                    case = await open_case(env, pool, QUEUE)
+                    await drive(case)
+                    await case.handle.result()
+                    history = await case.handle.fetch_history()
+            finally:
+                await env.shutdown()
+            target = HISTORIES / f"case-{VERSION}-{name}.json"
+            target.write_text(history.to_json() + "\n")
+            print(f"wrote {target.relative_to(REPO_ROOT)} ({len(history.events)} events)")
     finally:
-        await env.shutdown()
         await pool.close()
 
 

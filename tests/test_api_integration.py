@@ -29,7 +29,7 @@ def case_body(case_id: str | None = None, **overrides: Any) -> dict[str, Any]:
             "name": "Chaofan Cleanup Manager",
             "identifiers": {"app_package": "com.chaofan.cleanup"},
         },
-        "violation_category": "illegal_personal_information_processing",
+        "violation_category": "personal_information",
         "legal_basis": "PIPL art. 66",
         "severity": "serious",
         "office": "shanghai",
@@ -54,6 +54,7 @@ INTERVIEW_RECORD = {
     "attended_by": ["CEO Wang"],
     "summary": "Admitted; will stop the collection.",
 }
+FILING = {"actor": "officer.chen", "decision": "filed", "reasons": "Monitoring evidence."}
 ORDER = {"actor": "officer.chen", "period_days": 10, "requirements": "Stop the collection."}
 REPORT = {"actor": "party:chaofan", "summary": "SDK removed.", "evidence": ["v2.1 build"]}
 
@@ -114,6 +115,8 @@ async def test_case_driven_to_closed_through_the_api(
     assert opened["temporal_ui_url"].endswith(f"/workflows/case%3A{case_id}")
 
     base = f"/cases/{case_id}"
+    filed = await post(api, f"{base}/filing-decision", FILING, 200)
+    assert filed["stage"] == "filed"
     await post(api, f"{base}/interview/schedule", INTERVIEW, 200)
     await post(api, f"{base}/interview/record", INTERVIEW_RECORD, 200)
     state = await post(api, f"{base}/rectification-order", ORDER, 200)
@@ -125,46 +128,50 @@ async def test_case_driven_to_closed_through_the_api(
     assert "rectification report" in live["waiting_for"]
 
     await post(api, f"{base}/rectification-report", REPORT, 200)
-    failed = await post(
+    closed = await post(
         api,
         f"{base}/verification",
-        {"actor": "officer.zhou", "passed": False, "findings": "Still collecting."},
+        {"actor": "officer.zhou", "passed": True, "findings": "Collection stopped."},
         200,
     )
-    assert failed["stage"] == "penalty_pending"
-    fine = {
-        "actor": "officer.chen",
-        "amount_yuan": "800000.00",
-        "legal_basis": "PIPL art. 66",
-        "reasons": "Refused to correct.",
-    }
-    closed = await post(api, f"{base}/fine-decision", fine, 200)
-    assert (closed["stage"], closed["outcome"]) == ("closed", "penalized")
+    assert (closed["stage"], closed["outcome"]) == ("closed", "rectified")
 
     # Once closed, the case is read from the register.
     view = (await api.get(base)).json()
-    assert (view["source"], view["stage"], view["outcome"]) == ("register", "closed", "penalized")
+    assert (view["source"], view["stage"], view["outcome"]) == ("register", "closed", "rectified")
 
     row = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
     assert row is not None
-    assert (row["office"], row["subject_kind"], row["outcome"]) == ("shanghai", "app", "penalized")
+    assert (row["office"], row["subject_kind"], row["outcome"]) == ("shanghai", "app", "rectified")
+    assert row["policy_version"] == "2026.1"
     trail = await pool.fetch(
         "SELECT action, actor FROM case_audit WHERE case_id = $1 ORDER BY seq", case_id
     )
     assert [(r["action"], r["actor"]) for r in trail] == [
         ("case_opened", "officer.chen"),
+        ("filed", "officer.chen"),
         ("interview_scheduled", "officer.chen"),
         ("interview_recorded", "officer.chen"),
         ("rectification_ordered", "officer.chen"),
         ("rectification_reported", "party:chaofan"),
-        ("verification_failed", "officer.zhou"),
-        ("warning_issued", "officer.zhou"),
-        ("fine_decided", "officer.chen"),
+        ("verification_passed", "officer.zhou"),
     ]
+    documents = await pool.fetch(
+        "SELECT kind, number, actor FROM documents WHERE case_id = $1 ORDER BY id", case_id
+    )
+    assert [d["kind"] for d in documents] == [
+        "filing_decision",
+        "interview_notice",
+        "interview_record",
+        "rectification_order",
+    ]
+    assert all(
+        d["number"].startswith("shanghai-") and d["actor"] == "officer.chen" for d in documents
+    )
 
     # A report on the closed case: 409 naming why.
     refused = await post(api, f"{base}/rectification-report", REPORT, 409)
-    assert refused["detail"] == f"case {case_id} is closed (outcome: penalized)"
+    assert refused["detail"] == f"case {case_id} is closed (outcome: rectified)"
 
 
 async def test_same_case_id_twice_is_409_and_one_workflow(
@@ -191,7 +198,7 @@ async def test_refused_command_is_409_with_the_reason(api: httpx.AsyncClient) ->
     problem = await post(api, f"/cases/{case_id}/rectification-report", REPORT, 409)
     assert problem["type"].endswith("/command-refused")
     assert "cannot accept a rectification report" in problem["detail"]
-    assert "stage opened" in problem["detail"]
+    assert "stage filing" in problem["detail"]
 
 
 async def test_unknown_case_is_404(api: httpx.AsyncClient) -> None:
@@ -267,7 +274,7 @@ async def test_log_lines_carry_case_and_workflow_ids(
     try:
         case_id = new_case_id()
         await post(api, "/cases", case_body(case_id), 201)
-        await post(api, f"/cases/{case_id}/interview/schedule", INTERVIEW, 200)
+        await post(api, f"/cases/{case_id}/filing-decision", FILING, 200)
     finally:
         lines = capsys.readouterr().err.splitlines()
         configure_logging("console", "INFO", stream=sys.__stderr__)
@@ -290,7 +297,7 @@ async def test_case_without_a_worker_is_504_not_a_hung_request(
         await post(client, "/cases", case_body(case_id), 201)
         for response in (
             await client.get(f"/cases/{case_id}"),
-            await client.post(f"/cases/{case_id}/interview/schedule", json=INTERVIEW),
+            await client.post(f"/cases/{case_id}/filing-decision", json=FILING),
         ):
             assert response.status_code == 504, response.text
             problem = response.json()

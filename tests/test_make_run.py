@@ -165,6 +165,11 @@ def test_make_run_keeps_cases_across_restarts_and_ctrl_c_leaves_no_orphan(
         )
         post(
             stack,
+            f"/cases/{case_id}/filing-decision",
+            {"actor": "officer.li", "decision": "filed", "reasons": "monitoring evidence"},
+        )
+        post(
+            stack,
             f"/cases/{case_id}/interview/schedule",
             {
                 "actor": "officer.li",
@@ -288,7 +293,7 @@ async def test_named_servers_are_used_instead_of_embedded_ones(
             if stage is not None:
                 break
             await asyncio.sleep(0.1)
-        assert stage == "opened"
+        assert stage == "filing"
         assert await asyncio.to_thread(stack.ctrl_c) == 0
         assert survivors(stack.mark, settle=30) == []
     finally:

@@ -9,7 +9,11 @@ import asyncpg
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.deadlines import calendar_deadline
+from activities.calendar import (
+    WorkingDayCalendar,
+    arrangement_from_package,
+    calendar_period_deadline,
+)
 from activities.register import CaseRegisterActivities
 from tests.conftest import open_case_input
 from workflows.case_models import Outcome, Stage, case_workflow_id
@@ -56,7 +60,7 @@ async def test_case_opened_twice_writes_one_row(pool: asyncpg.Pool) -> None:
     assert await pool.fetchval("SELECT count(*) FROM cases WHERE case_id = $1", case_id) == 1
     assert await pool.fetchval("SELECT count(*) FROM case_audit WHERE case_id = $1", case_id) == 1
     row = await case_row(pool, case_id)
-    assert row["subject_identifiers"] == {"domain": "news.example.cn"}
+    assert row["subject_identifiers"] == {"domain": f"{case_id.lower()}.example.cn"}
     assert (row["stage"], row["last_seq"]) == ("opened", 1)
 
 
@@ -101,10 +105,13 @@ async def test_audit_trail_is_append_only(pool: asyncpg.Pool) -> None:
 
 def test_calendar_deadline_ends_at_midnight_shanghai() -> None:
     # Ordered at 23:30 on 2026-03-02 in Beijing (15:30 UTC): day one is 03-03.
+    calendar_2026 = WorkingDayCalendar.of(arrangement_from_package(2026))
     ordered = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)
-    deadline = calendar_deadline(ordered, 15)
+    deadline = calendar_period_deadline(ordered, 15, calendar_2026)
     assert deadline.last_day == "2026-03-17"
     assert deadline.due_at == datetime(2026, 3, 17, 16, 0, tzinfo=UTC)
     assert deadline.kind == "calendar" and "2026-03-17" in deadline.explanation
+    assert (deadline.start_day, deadline.provisional) == ("2026-03-02", False)
     # 16:30 UTC is already 03-03 in Beijing: the count starts a day later.
-    assert calendar_deadline(ordered + timedelta(hours=1), 15).last_day == "2026-03-18"
+    later = calendar_period_deadline(ordered + timedelta(hours=1), 15, calendar_2026)
+    assert later.last_day == "2026-03-18"

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from types import FrameType
 
 import structlog
@@ -34,8 +35,11 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 class DevStack:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, after_migrate: Callable[[str], Awaitable[object]] | None = None
+    ) -> None:
         self.settings = settings
+        self.after_migrate = after_migrate
         self.processes: list[ManagedProcess] = []
         self.servers: list[EmbeddedPostgres | EmbeddedTemporal] = []
 
@@ -68,6 +72,8 @@ class DevStack:
             log.info("PostgreSQL started", dsn=database_url)
         applied = asyncio.run(migrate(database_url, s.migrations_dir))
         log.info("migrations up to date", applied_now=applied)
+        if self.after_migrate is not None:
+            asyncio.run(_call(self.after_migrate, database_url))
 
         temporal_address, ui_url = s.temporal_address, s.temporal_ui_url
         if not temporal_address:
@@ -144,12 +150,18 @@ async def _wait_temporal(address: str, namespace: str) -> None:
         await asyncio.sleep(0.5)
 
 
-def run_stack(settings: Settings) -> int:
+async def _call(hook: Callable[[str], Awaitable[object]], database_url: str) -> None:
+    await hook(database_url)
+
+
+def run_stack(
+    settings: Settings, after_migrate: Callable[[str], Awaitable[object]] | None = None
+) -> int:
     """Start everything, supervise until a stop signal, stop everything. Returns the exit code."""
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGHUP, _raise_stop)
-    stack = DevStack(settings)
+    stack = DevStack(settings, after_migrate)
     code = 0
     try:
         stack.start()

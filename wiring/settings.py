@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     )
 
     migrations_dir: Path = REPO_ROOT / "migrations"
+    policies_dir: Path = Field(
+        REPO_ROOT / "policies", description="enforcement policy files (YAML or JSON)"
+    )
     db_pool_min_size: int = Field(1, ge=0)
     db_pool_max_size: int = Field(10, ge=1)
 

@@ -13,12 +13,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.deadlines import DeadlineActivities
+from activities.documents import DocumentActivities
+from activities.policy import PolicyActivities, PolicySet, load_policies
 from activities.register import CaseRegisterActivities
 from wiring.db import create_pool
 from wiring.logs import configure_logging
+from wiring.search_attributes import ensure_search_attributes
 from wiring.settings import Settings, get_settings
 from wiring.temporal import connect_temporal
 from worker.interceptors import CaseLoggingInterceptor
+from workflows import search
 from workflows.case import CaseWorkflow
 
 log = structlog.get_logger(__name__)
@@ -26,24 +30,37 @@ log = structlog.get_logger(__name__)
 WORKFLOWS: Sequence[type] = (CaseWorkflow,)
 
 
-def activities_for(pool: asyncpg.Pool) -> list[Any]:
+def activities_for(pool: asyncpg.Pool, policies: PolicySet) -> list[Any]:
     register = CaseRegisterActivities(pool)
-    deadlines = DeadlineActivities()
-    return [register.record_case_opened, register.record_transition, deadlines.compute_deadline]
+    deadlines = DeadlineActivities(pool)
+    documents = DocumentActivities(pool)
+    policy = PolicyActivities(pool, policies)
+    return [
+        register.record_case_opened,
+        register.record_transition,
+        deadlines.compute_deadline,
+        documents.issue_document,
+        policy.case_policy,
+    ]
 
 
-def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
+def build_worker(
+    client: Client, pool: asyncpg.Pool, task_queue: str, policies: PolicySet
+) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities_for(pool),
+        activities=activities_for(pool, policies),
         interceptors=[CaseLoggingInterceptor()],
         max_concurrent_activities=50,
     )
 
 
 async def run_worker(settings: Settings) -> None:
+    # A bad policy file stops the worker here, naming the file and the field.
+    policies = load_policies(settings.policies_dir)
+    log.info("policies loaded", versions=policies.versions)
     pool = await create_pool(
         settings.require_database_url(),
         min_size=settings.db_pool_min_size,
@@ -53,7 +70,8 @@ async def run_worker(settings: Settings) -> None:
         client = await connect_temporal(
             settings.require_temporal_address(), settings.temporal_namespace, wait_seconds=30
         )
-        worker = build_worker(client, pool, settings.task_queue)
+        await ensure_search_attributes(client, settings.temporal_namespace, search.ALL)
+        worker = build_worker(client, pool, settings.task_queue, policies)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,97 +1,114 @@
-"""CaseWorkflow: one enforcement case, from opening to its outcome, with its deadline timer.
+"""CaseWorkflow: one enforcement case, from the clue to its outcome, with every deadline.
 
-Deterministic: time from `workflow.now()`, every side effect in an activity, every value that may
-change later (the deadline) computed by an activity and kept in state.
+Two procedures live here. Version 1 (interview → order → report → verification → warning → fine)
+is kept unchanged for cases opened before `enforcement-procedure-v2`; every case opened since runs
+version 2, the whole procedure of ../docs/case-workflow.md with its policy fixed at opening.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
-from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deadlines import DeadlineActivities
+    from activities.policy import PolicyActivities
     from activities.register import CaseRegisterActivities
+    from workflows.case_core import (
+        ACTIVITY_RETRY,
+        ACTIVITY_TIMEOUT,
+        COMMAND_REFUSED,
+        SYSTEM,
+        CaseCore,
+        refuse,
+    )
     from workflows.case_models import (
         CaseResult,
         CaseState,
         Deadline,
         DecideFine,
         FineDecision,
-        Interview,
         IssuedWarning,
-        IssueRectificationOrder,
         OpenCaseInput,
         Outcome,
-        RecordInterview,
-        RecordVerification,
-        RectificationOrder,
-        RectificationReport,
-        ScheduleInterview,
         Stage,
-        SubmitRectificationReport,
-        Verification,
     )
-    from workflows.records import AuditEntry, CaseOpenedRecord, DeadlineRequest
+    from workflows.procedure_models import CalendarUpdated, CaseProcedure
+    from workflows.records import CaseOpenedRecord, CasePolicyRequest
+    from workflows.stages_intake import IntakeStages
+    from workflows.stages_penalty import PenaltyStages
+    from workflows.stages_rectification import RectificationStages
+    from workflows.stages_referral import ReferralStages
 
-COMMAND_REFUSED = "CommandRefused"
-DEADLINE_ACTOR = "system:deadline"
+__all__ = ["COMMAND_REFUSED", "DEADLINE_ACTOR", "CaseWorkflow", "refuse"]
 
-# Database outages are waited out; only a record that can never be written stops retrying.
-ACTIVITY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["ValidationError", "DataError"],
-)
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
+PROCEDURE_V2 = "enforcement-procedure-v2"
+DEADLINE_ACTOR = SYSTEM
 
 WAITING_FOR = {
+    Stage.FILING: "the filing decision",
     Stage.OPENED: "an interview to be scheduled",
+    Stage.FILED: "an interview, a rectification order or the penalty procedure",
     Stage.INTERVIEW_SCHEDULED: "the interview to be held and recorded",
-    Stage.INTERVIEWED: "a rectification order",
+    Stage.INTERVIEWED: "a rectification order (or another interview)",
     Stage.RECTIFYING: "the party's rectification report, or the deadline",
     Stage.VERIFYING: "an officer's verification of the report",
     Stage.PENALTY_PENDING: "the fine decision",
+    Stage.INVESTIGATING: "the investigation report",
+    Stage.LEGAL_REVIEW: "the legal review",
+    Stage.COLLECTIVE_DECISION: "the leadership's collective decision",
+    Stage.NOTICE_PENDING: "the prior notice of the proposed penalty",
+    Stage.DEFENCE: "the party's statement, defence or hearing request, or the window to end",
+    Stage.HEARING_SCHEDULING: "the hearing to be scheduled",
+    Stage.HEARING_SCHEDULED: "the hearing to be held and recorded",
+    Stage.DECISION_PENDING: "the penalty decision",
+    Stage.SERVICE_PENDING: "service of the decision on the party",
+    Stage.PAYMENT_PENDING: "payment of the fine",
+    Stage.ENFORCEMENT: "payment, or the court enforcement application",
+    Stage.REFERRING: "the other authority's acknowledgement",
     Stage.CLOSED: "nothing: the case is closed",
 }
 
 
-def refuse(reason: str) -> ApplicationError:
-    return ApplicationError(reason, type=COMMAND_REFUSED, non_retryable=True)
-
-
 @workflow.defn(name="CaseWorkflow")
-class CaseWorkflow:
+class CaseWorkflow(IntakeStages, RectificationStages, PenaltyStages, ReferralStages, CaseCore):
     @workflow.init
     def __init__(self, opened: OpenCaseInput) -> None:
         info = workflow.info()
+        self._v2 = workflow.patched(PROCEDURE_V2)
         self._state = CaseState(
             case_id=opened.case_id,
             workflow_id=info.workflow_id,
             opened=opened,
             opened_at=info.start_time,
-            waiting_for=WAITING_FOR[Stage.OPENED],
+            stage=Stage.FILING if self._v2 else Stage.OPENED,
+            waiting_for=WAITING_FOR[Stage.FILING if self._v2 else Stage.OPENED],
         )
+        self._procedure: CaseProcedure | None = None
         self._registered = False
-        # Commands and the deadline timer change state one at a time.
+        self._calendar_changed = False
+        self._referral_tasks: list[asyncio.Task[None]] = []
+        # Commands and timers change the case one at a time.
         self._lock = asyncio.Lock()
 
     @workflow.run
     async def run(self, opened: OpenCaseInput) -> CaseResult:
-        await self._register_case()
+        if self._v2:
+            await self._open_v2()
+        else:
+            await self._register_case_v1()
         while self._state.stage is not Stage.CLOSED:
-            if self._state.stage is Stage.RECTIFYING:
+            stage = self._state.stage
+            if stage is Stage.RECTIFYING:
                 await self._await_report_or_deadline()
+            elif self._v2 and stage in self._timed_stages():
+                await self._timed_stages()[stage]()
             else:
-                await workflow.wait_condition(self._stage_changed_from(self._state.stage))
-        await workflow.wait_condition(workflow.all_handlers_finished)
+                await workflow.wait_condition(self._stage_changed_from(stage))
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and all(t.done() for t in self._referral_tasks)
+        )
         assert self._state.outcome is not None and self._state.closed_at is not None
         return CaseResult(
             case_id=self._state.case_id,
@@ -103,131 +120,122 @@ class CaseWorkflow:
     def state(self) -> CaseState:
         return self._state
 
-    # --- commands ------------------------------------------------------------------------
+    @workflow.query
+    def procedure(self) -> CaseProcedure | None:
+        return self._procedure
 
-    @workflow.update
-    async def schedule_interview(self, cmd: ScheduleInterview) -> CaseState:
-        async with self._command("schedule an interview", {Stage.OPENED}):
-            self._state.interview = Interview(
-                scheduled_for=cmd.scheduled_for,
-                place=cmd.place,
-                reason=cmd.reason,
-                attendees_required=cmd.attendees_required,
-            )
-            await self._advance(
-                "interview_scheduled",
-                Stage.INTERVIEW_SCHEDULED,
-                cmd.actor,
-                cmd.model_dump(mode="json", exclude={"actor"}),
-            )
-        return self._state
+    @workflow.signal
+    def calendar_updated(self, update: CalendarUpdated) -> None:
+        """An operator loaded a year's working days: provisional deadlines are recomputed."""
+        self._calendar_changed = True
 
-    @schedule_interview.validator
-    def _validate_schedule_interview(self, cmd: ScheduleInterview) -> None:
-        self._require_stage("schedule an interview", {Stage.OPENED})
-        if cmd.scheduled_for <= workflow.now():
-            raise refuse("cannot schedule an interview: scheduled_for is in the past")
+    # --- opening ------------------------------------------------------------------------------
 
-    @workflow.update
-    async def record_interview(self, cmd: RecordInterview) -> CaseState:
-        async with self._command("record the interview", {Stage.INTERVIEW_SCHEDULED}):
-            assert self._state.interview is not None
-            self._state.interview = self._state.interview.model_copy(
-                update={
-                    "held_at": workflow.now(),
-                    "officials": cmd.officials,
-                    "attended_by": cmd.attended_by,
-                    "summary": cmd.summary,
-                }
-            )
-            await self._advance(
-                "interview_recorded",
-                Stage.INTERVIEWED,
-                cmd.actor,
-                cmd.model_dump(mode="json", exclude={"actor"}),
-            )
-        return self._state
-
-    @record_interview.validator
-    def _validate_record_interview(self, cmd: RecordInterview) -> None:
-        self._require_stage("record the interview", {Stage.INTERVIEW_SCHEDULED})
-
-    @workflow.update
-    async def issue_rectification_order(self, cmd: IssueRectificationOrder) -> CaseState:
-        async with self._command("issue a rectification order", {Stage.INTERVIEWED}):
-            issued_at = workflow.now()
-            deadline: Deadline = await workflow.execute_activity_method(
-                DeadlineActivities.compute_deadline,
-                DeadlineRequest(start=issued_at, days=cmd.period_days),
+    async def _open_v2(self) -> None:
+        async with self._lock:
+            opened = self._state.opened
+            policy = await workflow.execute_activity_method(
+                PolicyActivities.case_policy,
+                CasePolicyRequest(
+                    case_id=opened.case_id,
+                    category=opened.violation_category,
+                    subject=opened.subject,
+                    opened_at=self._state.opened_at,
+                ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,
             )
-            self._state.order = RectificationOrder(
-                issued_at=issued_at,
-                issued_by=cmd.actor,
-                requirements=cmd.requirements,
-                deadline=deadline,
+            period = policy.limits.filing_decision
+            self._procedure = CaseProcedure(
+                policy=policy,
+                filing_deadline=await self._compute_deadline(period.days, period.kind),
             )
-            await self._advance(
-                "rectification_ordered",
-                Stage.RECTIFYING,
-                cmd.actor,
-                {
-                    "requirements": cmd.requirements,
-                    "period_days": cmd.period_days,
-                    "deadline": deadline.model_dump(mode="json"),
-                },
+            entry = self._entry(
+                "case_opened",
+                None,
+                Stage.FILING,
+                opened.opened_by,
+                {"policy_version": policy.version, "prior_cases": policy.prior_cases},
+                None,
             )
-        return self._state
-
-    @issue_rectification_order.validator
-    def _validate_issue_order(self, cmd: IssueRectificationOrder) -> None:
-        self._require_stage("issue a rectification order", {Stage.INTERVIEWED})
-
-    @workflow.update
-    async def submit_rectification_report(self, cmd: SubmitRectificationReport) -> CaseState:
-        async with self._command("accept a rectification report", {Stage.RECTIFYING}):
-            self._state.report = RectificationReport(
-                submitted_at=workflow.now(),
-                submitted_by=cmd.actor,
-                summary=cmd.summary,
-                evidence=cmd.evidence,
+            await workflow.execute_activity_method(
+                CaseRegisterActivities.record_case_opened,
+                CaseOpenedRecord(opened=opened, entry=entry, policy_version=policy.version),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
             )
-            await self._advance(
-                "rectification_reported",
-                Stage.VERIFYING,
-                cmd.actor,
-                cmd.model_dump(mode="json", exclude={"actor"}),
+            self._state.audit_seq = entry.seq
+            self._upsert_search_attributes()
+            self._registered = True
+
+    async def _register_case_v1(self) -> None:
+        async with self._lock:
+            entry = self._entry(
+                "case_opened", None, Stage.OPENED, self._state.opened.opened_by, {}, None
             )
-        return self._state
-
-    @submit_rectification_report.validator
-    def _validate_report(self, cmd: SubmitRectificationReport) -> None:
-        self._require_stage("accept a rectification report", {Stage.RECTIFYING})
-
-    @workflow.update
-    async def record_verification(self, cmd: RecordVerification) -> CaseState:
-        async with self._command("record a verification", {Stage.VERIFYING}):
-            self._state.verification = Verification(
-                at=workflow.now(), by=cmd.actor, passed=cmd.passed, findings=cmd.findings
+            await workflow.execute_activity_method(
+                CaseRegisterActivities.record_case_opened,
+                CaseOpenedRecord(opened=self._state.opened, entry=entry),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
             )
-            payload = cmd.model_dump(mode="json", exclude={"actor"})
-            if cmd.passed:
-                await self._advance(
-                    "verification_passed", Stage.CLOSED, cmd.actor, payload, Outcome.RECTIFIED
-                )
-            else:
-                await self._advance("verification_failed", Stage.VERIFYING, cmd.actor, payload)
-                await self._escalate("the rectification failed verification", cmd.actor)
-        return self._state
+            self._state.audit_seq = entry.seq
+            self._registered = True
 
-    @record_verification.validator
-    def _validate_verification(self, cmd: RecordVerification) -> None:
-        self._require_stage("record a verification", {Stage.VERIFYING})
+    # --- what the case waits for -----------------------------------------------------------
+
+    def _timed_stages(self) -> dict[Stage, Callable[[], Awaitable[None]]]:
+        """Stages with a deadline the workflow itself acts on when it passes."""
+        return {
+            Stage.FILING: self._await_filing,
+            Stage.DEFENCE: self._await_defence_window,
+            Stage.SERVICE_PENDING: self._await_service,
+            Stage.PAYMENT_PENDING: self._await_payment,
+            Stage.ENFORCEMENT: self._await_enforcement,
+        }
+
+    def _waiting_for(self, stage: Stage) -> str:
+        return WAITING_FOR[stage]
+
+    def _pending_deadline(self, stage: Stage) -> Deadline | None:
+        proc = self._procedure
+        if proc is None:
+            return super()._pending_deadline(stage)
+        penalty = proc.penalty
+        by_stage: dict[Stage, Deadline | None] = {
+            Stage.FILING: proc.filing_deadline,
+            Stage.RECTIFYING: self._state.order.deadline if self._state.order else None,
+            Stage.DEFENCE: penalty.defence_deadline if penalty else None,
+            Stage.SERVICE_PENDING: penalty.service_deadline if penalty else None,
+            Stage.PAYMENT_PENDING: penalty.payment_deadline if penalty else None,
+            Stage.ENFORCEMENT: penalty.enforcement_deadline if penalty else None,
+        }
+        if stage in by_stage:
+            return by_stage[stage]
+        if stage is Stage.REFERRING:
+            pending = [
+                r.acknowledgement_deadline or r.approval_deadline
+                for r in proc.referrals
+                if r.status != "acknowledged"
+            ]
+            dated = [d for d in pending if d is not None]
+            return min(dated, key=lambda d: d.due_at) if dated else None
+        if stage is Stage.CLOSED or (penalty and penalty.decided_at):
+            return None
+        return proc.handling_deadline
+
+    # --- version 1 only -----------------------------------------------------------------------
+
+    async def _escalate_v1(self, reason: str, actor: str) -> None:
+        """Version 1's ladder: one warning, then a fine decision."""
+        self._state.warning = IssuedWarning(issued_at=workflow.now(), reason=reason)
+        await self._advance("warning_issued", Stage.PENALTY_PENDING, actor, {"reason": reason})
 
     @workflow.update
     async def decide_fine(self, cmd: DecideFine) -> CaseState:
-        async with self._command("decide a fine", {Stage.PENALTY_PENDING}):
+        async with self._command(
+            "decide a fine", {Stage.PENALTY_PENDING}, lambda: self._validate_fine(cmd)
+        ):
             self._state.fine = FineDecision(
                 decided_at=workflow.now(),
                 decided_by=cmd.actor,
@@ -246,141 +254,6 @@ class CaseWorkflow:
 
     @decide_fine.validator
     def _validate_fine(self, cmd: DecideFine) -> None:
+        if self._v2:
+            raise refuse("cannot decide a fine this way: use decide_penalty after prior notice")
         self._require_stage("decide a fine", {Stage.PENALTY_PENDING})
-
-    # --- the deadline ----------------------------------------------------------------------
-
-    async def _await_report_or_deadline(self) -> None:
-        assert self._state.order is not None
-        deadline = self._state.order.deadline
-        remaining = deadline.due_at - workflow.now()
-        if remaining > timedelta(0):
-            try:
-                await workflow.wait_condition(
-                    lambda: self._state.stage is not Stage.RECTIFYING,
-                    timeout=remaining,
-                    timeout_summary=f"rectification deadline {deadline.last_day} 24:00",
-                )
-                return
-            except TimeoutError:
-                pass
-        async with self._lock:
-            # A report may have been accepted while the timer fired.
-            if self._state.stage is Stage.RECTIFYING:
-                await self._escalate(
-                    f"the rectification deadline ({deadline.last_day}) passed without a report",
-                    DEADLINE_ACTOR,
-                )
-
-    async def _escalate(self, reason: str, actor: str) -> None:
-        """For now the ladder has one rung before the fine: a warning, then a fine decision."""
-        self._state.warning = IssuedWarning(issued_at=workflow.now(), reason=reason)
-        await self._advance("warning_issued", Stage.PENALTY_PENDING, actor, {"reason": reason})
-
-    # --- helpers -----------------------------------------------------------------------------
-
-    def _require_stage(self, what: str, allowed: Collection[Stage]) -> None:
-        state = self._state
-        if state.stage is Stage.CLOSED:
-            raise refuse(
-                f"cannot {what}: case {state.case_id} is closed"
-                f" (outcome: {state.outcome.value if state.outcome else 'none'})"
-            )
-        if state.stage not in allowed:
-            needed = " or ".join(sorted(stage.value for stage in allowed))
-            raise refuse(
-                f"cannot {what}: case {state.case_id} is at stage {state.stage.value},"
-                f" this needs stage {needed}"
-            )
-
-    def _stage_changed_from(self, stage: Stage) -> Callable[[], bool]:
-        return lambda: self._state.stage is not stage
-
-    def _command(self, what: str, allowed: Collection[Stage]) -> _Command:
-        return _Command(self, what, allowed)
-
-    async def _register_case(self) -> None:
-        async with self._lock:
-            entry = self._entry(
-                "case_opened", None, Stage.OPENED, self._state.opened.opened_by, {}, None
-            )
-            await workflow.execute_activity_method(
-                CaseRegisterActivities.record_case_opened,
-                CaseOpenedRecord(opened=self._state.opened, entry=entry),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-            )
-            self._state.audit_seq = entry.seq
-            self._registered = True
-
-    async def _advance(
-        self,
-        action: str,
-        to_stage: Stage,
-        actor: str,
-        payload: dict[str, Any],
-        outcome: Outcome | None = None,
-    ) -> None:
-        """Record the step (audit trail + register), then move the case to `to_stage`."""
-        entry = self._entry(action, self._state.stage, to_stage, actor, payload, outcome)
-        await workflow.execute_activity_method(
-            CaseRegisterActivities.record_transition,
-            entry,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-        )
-        state = self._state
-        state.audit_seq = entry.seq
-        state.stage = to_stage
-        state.waiting_for = WAITING_FOR[to_stage]
-        if outcome is not None:
-            state.outcome = outcome
-            state.closed_at = entry.occurred_at
-
-    def _entry(
-        self,
-        action: str,
-        from_stage: Stage | None,
-        to_stage: Stage,
-        actor: str,
-        payload: dict[str, Any],
-        outcome: Outcome | None,
-    ) -> AuditEntry:
-        order = self._state.order
-        pending_deadline = (
-            order.deadline.due_at if order is not None and to_stage is Stage.RECTIFYING else None
-        )
-        return AuditEntry(
-            case_id=self._state.case_id,
-            workflow_id=self._state.workflow_id,
-            seq=self._state.audit_seq + 1,
-            action=action,
-            from_stage=from_stage,
-            to_stage=to_stage,
-            actor=actor,
-            occurred_at=workflow.now(),
-            payload=payload,
-            outcome=outcome,
-            deadline_at=pending_deadline,
-        )
-
-
-class _Command:
-    """Runs a command under the case lock once the case is registered, re-checking its stage."""
-
-    def __init__(self, wf: CaseWorkflow, what: str, allowed: Collection[Stage]) -> None:
-        self._wf, self._what, self._allowed = wf, what, allowed
-
-    async def __aenter__(self) -> None:
-        wf = self._wf
-        await workflow.wait_condition(lambda: wf._registered)
-        await wf._lock.acquire()
-        try:
-            # The validator saw the stage before an earlier command or the timer changed it.
-            wf._require_stage(self._what, self._allowed)
-        except BaseException:
-            wf._lock.release()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._wf._lock.release()

@@ -67,18 +67,38 @@ class Severity(StrEnum):
 
 
 class Stage(StrEnum):
-    OPENED = "opened"
+    FILING = "filing"  # v2: a clue awaiting the filing decision
+    OPENED = "opened"  # v1: opened, awaiting an interview
+    FILED = "filed"  # v2: filed, awaiting an interview or an order
     INTERVIEW_SCHEDULED = "interview_scheduled"
     INTERVIEWED = "interviewed"
     RECTIFYING = "rectifying"
     VERIFYING = "verifying"
-    PENALTY_PENDING = "penalty_pending"
+    PENALTY_PENDING = "penalty_pending"  # v1: warning issued, awaiting the fine decision
+    INVESTIGATING = "investigating"
+    LEGAL_REVIEW = "legal_review"
+    COLLECTIVE_DECISION = "collective_decision"
+    NOTICE_PENDING = "notice_pending"
+    DEFENCE = "defence"
+    HEARING_SCHEDULING = "hearing_scheduling"
+    HEARING_SCHEDULED = "hearing_scheduled"
+    DECISION_PENDING = "decision_pending"
+    SERVICE_PENDING = "service_pending"
+    PAYMENT_PENDING = "payment_pending"
+    ENFORCEMENT = "enforcement"
+    REFERRING = "referring"
     CLOSED = "closed"
 
 
 class Outcome(StrEnum):
     RECTIFIED = "rectified"
+    WARNED = "warned"
     PENALIZED = "penalized"
+    SHUT_DOWN = "shut_down"
+    APP_REMOVED = "app_removed"
+    REFERRED = "referred"
+    NOT_FILED = "not_filed"
+    WITHDRAWN = "withdrawn"
 
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -162,8 +182,13 @@ class RecordInterview(Model):
 
 class IssueRectificationOrder(Model):
     actor: Actor
-    period_days: int = Field(ge=1, le=365, description="days the party has to rectify")
+    period_days: int | None = Field(
+        None, ge=1, le=365, description="days to rectify (default: the category's policy)"
+    )
     requirements: LongText
+    interim_suspension: bool = Field(
+        False, description="suspend related functions while the party rectifies"
+    )
 
 
 class SubmitRectificationReport(Model):
@@ -176,6 +201,11 @@ class RecordVerification(Model):
     actor: Actor
     passed: bool
     findings: LongText
+    penalize: bool = Field(
+        False,
+        description="rectified, but the violation still calls for the penalty procedure "
+        "(refused where leniency applies: APL 33)",
+    )
 
 
 class DecideFine(Model):

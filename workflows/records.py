@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from workflows.case_models import Model, OpenCaseInput, Outcome, Stage
+from workflows.case_models import Model, OpenCaseInput, Outcome, Stage, Subject
 
 
 class AuditEntry(Model):
@@ -35,6 +35,7 @@ class AuditEntry(Model):
 class CaseOpenedRecord(Model):
     opened: OpenCaseInput
     entry: AuditEntry
+    policy_version: str | None = None
 
 
 class DeadlineRequest(Model):
@@ -46,6 +47,15 @@ class DeadlineRequest(Model):
         "or less); calendar: count calendar days, an end on a rest day moves to the next "
         "working day",
     )
+
+
+class CasePolicyRequest(Model):
+    """Which policy a case opens under, and how many earlier cases its subject has."""
+
+    case_id: str
+    category: str
+    subject: Subject
+    opened_at: datetime
 
 
 class DocumentKind(StrEnum):

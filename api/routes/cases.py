@@ -39,6 +39,7 @@ from workflows.case_models import (
     SubmitRectificationReport,
     case_workflow_id,
 )
+from workflows.procedure_models import DecideFiling
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 log = structlog.get_logger(__name__)
@@ -207,6 +208,18 @@ async def _command(
 _COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     k: PROBLEM_RESPONSES[k] for k in (404, 409, 422, 504)
 }
+
+
+@router.post("/{case_id}/filing-decision", responses=_COMMAND_RESPONSES)
+async def decide_filing(
+    case_id: str,
+    body: DecideFiling,
+    client: TemporalClient,
+    pool: DbPool,
+    settings: AppSettings,
+) -> CaseState:
+    """File the case, decline it, or transfer the clue; summary disposal for illegal sites."""
+    return await _command(client, pool, settings, case_id, CaseWorkflow.decide_filing, body)
 
 
 @router.post("/{case_id}/interview/schedule", responses=_COMMAND_RESPONSES)
