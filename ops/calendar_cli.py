@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import asyncpg
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.calendar import (
     PACKAGE_LOADER,
@@ -27,10 +28,44 @@ from activities.calendar import (
     seed_calendar,
 )
 from wiring.settings import Settings
+from wiring.temporal import connect_temporal
+from workflows.case import CaseWorkflow
+from workflows.procedure_models import CalendarUpdated
 
 OPEN_PROVISIONAL_CASES = (
     "SELECT count(*) FROM cases WHERE deadline_provisional AND closed_at IS NULL"
 )
+OPEN_PROVISIONAL_WORKFLOWS = (
+    "SELECT workflow_id FROM cases WHERE deadline_provisional AND closed_at IS NULL"
+    " ORDER BY workflow_id"
+)
+
+
+async def notify_cases(dsn: str, settings: Settings, year: int) -> tuple[int, list[str]]:
+    """Signal every open case with a provisional deadline to recompute it now.
+
+    Returns how many were told and the failures (a case that closed meanwhile is not one).
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        workflow_ids = [row["workflow_id"] for row in await conn.fetch(OPEN_PROVISIONAL_WORKFLOWS)]
+    finally:
+        await conn.close()
+    if not workflow_ids:
+        return 0, []
+    client = await connect_temporal(
+        settings.require_temporal_address(), settings.temporal_namespace
+    )
+    told, failures = 0, []
+    for workflow_id in workflow_ids:
+        handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id)
+        try:
+            await handle.signal(CaseWorkflow.calendar_updated, CalendarUpdated(year=year))
+            told += 1
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                failures.append(f"{workflow_id}: {exc}")
+    return told, failures
 
 
 @dataclass(frozen=True)
@@ -172,6 +207,17 @@ def run_calendar_command(args: argparse.Namespace, settings: Settings) -> int:
             loaded_by = args.loaded_by or _operator()
             report = asyncio.run(load_calendar(dsn, arrangement, loaded_by))
             print(format_load(report, args.file, loaded_by))
+            if report.open_provisional_cases and settings.temporal_address:
+                told, failures = asyncio.run(notify_cases(dsn, settings, arrangement.year))
+                print(f"told {told} open cases to recompute their provisional deadlines now")
+                for failure in failures:
+                    print(f"{prefix}: could not tell {failure}", file=sys.stderr)
+                if failures:
+                    return 1
+            elif report.open_provisional_cases:
+                print(
+                    "TEMPORAL_ADDRESS is not set: those cases recompute within a week by themselves"
+                )
         elif year is not None:
             shown = asyncio.run(show_calendar(dsn, year))
             if shown is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -155,4 +156,9 @@ async def open_case(
     handle = await env.client.start_workflow(
         CaseWorkflow.run, opened, id=case_workflow_id(opened.case_id), task_queue=task_queue
     )
-    return Case(env, handle, pool)
+    case = Case(env, handle, pool)
+    for _ in range(200):  # registered: the policy is loaded and the register row written
+        if (await case.state()).audit_seq >= 1:
+            return case
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"case {opened.case_id} was not registered")

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
@@ -48,6 +49,11 @@ SHANGHAI_OFFSET = timedelta(hours=8)  # Asia/Shanghai has had no daylight saving
 
 def refuse(reason: str) -> ApplicationError:
     return ApplicationError(reason, type=COMMAND_REFUSED, non_retryable=True)
+
+
+def yuan(amount: Decimal) -> str:
+    """Money as the documents print it: ¥1,234.50."""
+    return f"¥{amount:,.2f}"
 
 
 def local_day(instant: datetime) -> str:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.case_core import SYSTEM, CaseCore, local_day, refuse
+    from workflows.case_core import SYSTEM, CaseCore, local_day, refuse, yuan
     from workflows.case_models import CaseState, Deadline, Outcome, Stage
     from workflows.policy import (
         Authority,
@@ -182,9 +182,9 @@ class PenaltyStages(CaseCore):
             ]
             ranges = [fine_range(r, terms.prior_year_turnover_yuan) for r in candidates]
             if not any(low <= terms.fine_yuan <= high for low, high in ranges):
-                allowed = ", ".join(f"¥{low:,} to ¥{high:,}" for low, high in ranges)
+                allowed = ", ".join(f"{yuan(low)} to {yuan(high)}" for low, high in ranges)
                 raise refuse(
-                    f"cannot {what} a fine of ¥{terms.fine_yuan:,}: outside the policy's range "
+                    f"cannot {what} a fine of {yuan(terms.fine_yuan)}: outside the policy's range "
                     f"({allowed}; {rung.article})"
                 )
         for person in terms.responsible_persons:
@@ -197,7 +197,7 @@ class PenaltyStages(CaseCore):
             ]
             if not any(low <= person.fine_yuan <= high for low, high in ranges):
                 raise refuse(
-                    f"cannot {what} a fine of ¥{person.fine_yuan:,} on {person.name}: outside "
+                    f"cannot {what} a fine of {yuan(person.fine_yuan)} on {person.name}: outside "
                     "the policy's range for responsible persons"
                 )
         return rung
@@ -432,9 +432,9 @@ class PenaltyStages(CaseCore):
         if heavier_than_notice(cmd.measure, cmd.fine_yuan, notice.measure, notice.fine_yuan):
             raise refuse(
                 f"cannot decide {cmd.measure.value}"
-                f"{f' of ¥{cmd.fine_yuan:,}' if cmd.fine_yuan else ''}: heavier than the prior "
+                f"{f' of {yuan(cmd.fine_yuan)}' if cmd.fine_yuan else ''}: heavier than the prior "
                 f"notice ({notice.measure.value}"
-                f"{f' of ¥{notice.fine_yuan:,}' if notice.fine_yuan else ''}); defending never "
+                f"{f' of {yuan(notice.fine_yuan)}' if notice.fine_yuan else ''}); defending never "
                 "makes a penalty heavier (APL 45)"
             )
         self._check_terms("decide", cmd)
@@ -550,8 +550,8 @@ class PenaltyStages(CaseCore):
         fine, surcharge = self.amount_due(cmd.paid_at)
         if cmd.amount_yuan < fine + surcharge:
             raise refuse(
-                f"cannot accept ¥{cmd.amount_yuan:,}: ¥{fine + surcharge:,} is due "
-                f"(fine ¥{fine:,} + late surcharge ¥{surcharge:,})"
+                f"cannot accept {yuan(cmd.amount_yuan)}: {yuan(fine + surcharge)} is due "
+                f"(fine {yuan(fine)} + late surcharge {yuan(surcharge)})"
             )
 
     async def _await_payment(self) -> None:
