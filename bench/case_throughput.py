@@ -39,6 +39,7 @@ from workflows.case_models import (
     SubmitRectificationReport,
     case_workflow_id,
 )
+from workflows.procedure_models import DecideFiling, FilingDecision
 
 CONFIGS: dict[str, tuple[str, ...]] = {
     "sqlite WAL (make run)": ("journal_mode=wal", "synchronous=normal"),
@@ -67,6 +68,10 @@ async def drive_case(client: Client, task_queue: str, latencies: list[float]) ->
         CaseWorkflow.run, opened, id=case_workflow_id(case_id), task_queue=task_queue
     )
     steps: list[tuple[Any, Any]] = [
+        (
+            CaseWorkflow.decide_filing,
+            DecideFiling(actor="b", decision=FilingDecision.FILED, reasons="bench"),
+        ),
         (
             CaseWorkflow.schedule_interview,
             ScheduleInterview(
@@ -152,7 +157,7 @@ async def main_async(cases: int, concurrency: int) -> None:
         finally:
             postgres.stop()
     print(
-        f"\n{cases} cases x 5 updates each, {concurrency} at a time, 1 worker, durable PostgreSQL"
+        f"\n{cases} cases x 6 updates each, {concurrency} at a time, 1 worker, durable PostgreSQL"
     )
     print(f"{'configuration':<24}{'cases/s':>10}{'p50 update':>13}{'p95 update':>13}{'total':>9}")
     for name, r in results.items():

@@ -15,6 +15,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from activities.calendar import seed_calendar
+from activities.policy import PolicyFileError, load_policies
 from ops.calendar_cli import add_calendar_commands, format_seeded, run_calendar_command
 from wiring.logs import configure_logging
 from wiring.migrate import MigrationError, migrate
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from wiring.devstack import run_stack
 
+        try:  # refuse a bad policy file before starting anything
+            load_policies(settings.policies_dir)
+        except PolicyFileError as exc:
+            print(f"rectify run: {exc}", file=sys.stderr)
+            return 2
         return run_stack(settings, after_migrate=seed_calendar)
     if args.command == "calendar":
         return run_calendar_command(args, settings)

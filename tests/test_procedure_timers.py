@@ -269,6 +269,7 @@ async def test_provisional_deadline_is_recomputed_when_the_year_is_loaded(
         spring = await open_case(ts_env, scratch, task_queue)
         await spring.do("decide_filing")
         await spring.sleep_until(datetime.fromisoformat("2027-02-01T10:00:00+08:00"))
+        await spring.interview()
         state = await spring.do("issue_rectification_order", period_days=10)
         assert state.order is not None
         deadline = state.order.deadline

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -51,3 +56,17 @@ def test_cli_migrate_without_database_url(
     monkeypatch.chdir("/")  # no .env file
     assert cli_main(["migrate"]) == 1
     assert "DATABASE_URL is not set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["-m", "worker"], ["-m", "ops", "run"]])
+def test_a_bad_policy_file_stops_the_start_naming_file_and_field(
+    tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "broken.yaml").write_text('version: "2027.1"\neffective_from: 2027-01-01\n')
+    env = {**os.environ, "POLICIES_DIR": str(tmp_path), "DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        [sys.executable, *command], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "broken.yaml: categories: Field required" in done.stderr
+    assert not (tmp_path / "data").exists()  # nothing started, nothing written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from temporalio.worker import Worker
 
 from activities.deadlines import DeadlineActivities
 from activities.documents import DocumentActivities
-from activities.policy import PolicyActivities, PolicySet, load_policies
+from activities.policy import PolicyActivities, PolicyFileError, PolicySet, load_policies
 from activities.register import CaseRegisterActivities
 from wiring.db import create_pool
 from wiring.logs import configure_logging
@@ -87,4 +88,8 @@ async def run_worker(settings: Settings) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
-    asyncio.run(run_worker(settings))
+    try:
+        asyncio.run(run_worker(settings))
+    except PolicyFileError as exc:
+        print(f"worker: refusing to start: {exc}", file=sys.stderr)
+        sys.exit(2)

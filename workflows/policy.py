@@ -8,11 +8,11 @@ policy version it was opened under.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from pydantic import Field, model_validator
 
@@ -34,6 +34,20 @@ class Measure(StrEnum):
 
 
 MEASURE_WEIGHT = {measure: weight for weight, measure in enumerate(Measure)}
+PERSON_MEASURE_WEIGHT = {"other": 0, "warning": 1, "fine": 2}
+
+
+class ResponsiblePersonTerms(Protocol):
+    """What the rules read of a measure against a responsible person."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def measure(self) -> str: ...
+
+    @property
+    def fine_yuan(self) -> Decimal | None: ...
 
 
 class Authority(StrEnum):
@@ -272,6 +286,22 @@ def fine_range(rung: Rung, turnover_yuan: Decimal | None) -> tuple[Decimal, Deci
             ),
         )
     return rung.min_yuan, maximum
+
+
+def persons_heavier_than_notice(
+    decided: Sequence[ResponsiblePersonTerms], noticed: Sequence[ResponsiblePersonTerms]
+) -> str | None:
+    """APL 44-45 for responsible persons: nobody the notice did not name, nothing heavier."""
+    by_name = {person.name: person for person in noticed}
+    for person in decided:
+        before = by_name.get(person.name)
+        if before is None:
+            return f"{person.name} was not named in the prior notice"
+        if PERSON_MEASURE_WEIGHT[person.measure] > PERSON_MEASURE_WEIGHT[before.measure]:
+            return f"{person.measure} on {person.name} is heavier than the noticed {before.measure}"
+        if (person.fine_yuan or Decimal(0)) > (before.fine_yuan or Decimal(0)):
+            return f"the fine on {person.name} is above the noticed amount"
+    return None
 
 
 def late_surcharge(fine_yuan: Decimal, days_late: int, daily_rate: Decimal) -> Decimal:

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         hearing_right,
         heavier_than_notice,
         late_surcharge,
+        persons_heavier_than_notice,
         surcharge_days,
     )
     from workflows.procedure_models import (
@@ -327,11 +328,11 @@ class PenaltyStages(CaseCore):
             penalty = self._penalty("schedule the hearing")
             notice = proc.policy.safeguards.hearing_notice_min
             earliest = await self._compute_deadline(notice.days, notice.kind)
-            if local_day(cmd.hearing_at) <= earliest.last_day:
+            if local_day(cmd.hearing_at) < earliest.last_day:
                 raise refuse(
                     f"cannot hold the hearing on {local_day(cmd.hearing_at)}: notice must be given "
                     f"{notice.days} working days ahead ({notice.article}); the first possible day "
-                    f"is after {earliest.last_day}"
+                    f"is {earliest.last_day}"
                 )
             penalty.hearing = cmd
             payload = cmd.model_dump(mode="json", exclude={"actor"})
@@ -436,6 +437,12 @@ class PenaltyStages(CaseCore):
                 f"notice ({notice.measure.value}"
                 f"{f' of {yuan(notice.fine_yuan)}' if notice.fine_yuan else ''}); defending never "
                 "makes a penalty heavier (APL 45)"
+            )
+        persons = persons_heavier_than_notice(cmd.responsible_persons, notice.responsible_persons)
+        if persons is not None:
+            raise refuse(
+                f"cannot decide this penalty: heavier than the prior notice for responsible "
+                f"persons ({persons}); defending never makes a penalty heavier (APL 45)"
             )
         self._check_terms("decide", cmd)
 

@@ -74,6 +74,16 @@ class RectificationStages(CaseCore):
             raise refuse("cannot issue a rectification order: period_days is required")
         if not self._v2 and cmd.interim_suspension:
             raise refuse("cannot suspend functions: this case runs the first procedure version")
+        proc = self._procedure
+        if (
+            proc is not None
+            and proc.policy.rules.interview_required
+            and self._state.stage is Stage.FILED
+        ):
+            raise refuse(
+                "cannot issue a rectification order before an interview: policy "
+                f"{proc.policy.version} requires one for category {proc.policy.category}"
+            )
 
     @workflow.update
     async def submit_rectification_report(self, cmd: SubmitRectificationReport) -> CaseState:

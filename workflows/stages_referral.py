@@ -273,6 +273,12 @@ class ReferralStages(CaseCore):
     @deal_with_responsible_persons.validator
     def _validate_persons(self, cmd: DealWithResponsiblePersons) -> None:
         self._check_v2("deal with responsible persons")
+        fined = [person.name for person in cmd.persons if person.measure == "fine"]
+        if fined:
+            raise refuse(
+                f"cannot fine {', '.join(fined)} this way: a fine on a responsible person is "
+                "decided through the penalty procedure, after prior notice (APL 44)"
+            )
         self._require_stage("deal with responsible persons", set(Stage) - {Stage.CLOSED})
 
     # --- the handling limit ------------------------------------------------------------------
