@@ -26,9 +26,11 @@ from activities.policy import load_policies
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port
 from wiring.migrate import migrate
+from wiring.search_attributes import ensure_search_attributes
 from wiring.settings import REPO_ROOT
 from wiring.temporal import connect_temporal
 from worker.main import build_worker
+from workflows import search
 from workflows.case import CaseWorkflow
 from workflows.case_models import (
     IssueRectificationOrder,
@@ -116,6 +118,7 @@ async def run_config(
     pool = await create_pool(dsn, max_size=concurrency + 2)
     try:
         client = await connect_temporal(temporal.address, wait_seconds=30)
+        await ensure_search_attributes(client, "default", search.ALL)
         task_queue = f"bench-{uuid.uuid4().hex[:6]}"
         latencies: list[float] = []
         semaphore = asyncio.Semaphore(concurrency)
