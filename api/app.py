@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
-from api.middleware import RequestContextMiddleware
+from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.problems import install_problem_handlers
-from api.routes import cases, health
+from api.routes import cases, commands, health
 from wiring.db import create_pool
 from wiring.settings import Settings, get_settings
 from wiring.temporal import connect_temporal
@@ -46,7 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
 
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(cases.router)
+    app.include_router(commands.router)
     return app

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.case_models import (
+    Actor,
     CaseId,
     CaseState,
     OpenCaseInput,
@@ -79,3 +80,12 @@ class AuditEntryView(BaseModel):
     actor: str
     occurred_at: datetime
     payload: dict[str, Any]
+
+
+class ReferralStep(BaseModel):
+    """A step on one referral; the referral is named in the path."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    actor: Actor
+    notes: str = Field("", max_length=20_000)

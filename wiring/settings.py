@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         None, description="base URL of the Temporal Web UI, for links; derived when embedded"
     )
 
+    api_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="larger request bodies are refused with 413"
+    )
     case_answer_timeout_s: float = Field(
         30.0, gt=0, description="how long the API waits for a case workflow to answer"
     )

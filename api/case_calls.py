@@ -1,0 +1,92 @@
+"""Talking to a case's workflow from a route: bounded waits, refusals as problem details."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import structlog
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.problems import Problem
+from wiring.settings import Settings
+from workflows.case_models import CaseState, case_workflow_id
+
+
+def problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/problem+json": {}}}
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: problem("no such case"),
+    409: problem("the case refused the command, with the reason"),
+    413: problem("the body is too large"),
+    422: problem("invalid body: the fields at fault are named"),
+    504: problem("the case did not answer in time"),
+}
+COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    k: PROBLEM_RESPONSES[k] for k in (404, 409, 413, 422, 504)
+}
+
+
+def bind_case(case_id: str) -> str:
+    """Bind the case to every log line of this request; return its workflow id."""
+    workflow_id = case_workflow_id(case_id)
+    structlog.contextvars.bind_contextvars(case_id=case_id, workflow_id=workflow_id)
+    return workflow_id
+
+
+@asynccontextmanager
+async def answer_within(case_id: str, seconds: float) -> AsyncIterator[None]:
+    """A case whose workflow does not answer (no worker polling) is a 504, not a hung request."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+        raise Problem(
+            504,
+            "case-not-answering",
+            f"case {case_id} did not answer within {seconds:g} s (is a worker running?); "
+            "a command may still take effect: read the case before sending it again",
+            case_id=case_id,
+        ) from exc
+
+
+async def send_command(
+    client: Client, pool: asyncpg.Pool, settings: Settings, case_id: str, update: Any, cmd: Any
+) -> CaseState:
+    """Send one update; a refusal becomes 409 with the workflow's reason, no case 404."""
+    workflow_id = bind_case(case_id)
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
+    try:
+        async with answer_within(case_id, settings.case_answer_timeout_s):
+            state: CaseState = await handle.execute_update(update, cmd)
+        return state
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise Problem(409, "command-refused", reason, case_id=case_id) from exc
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        closed = await pool.fetchrow(
+            "SELECT outcome FROM cases WHERE case_id = $1 AND closed_at IS NOT NULL", case_id
+        )
+        if closed is not None:
+            raise Problem(
+                409,
+                "command-refused",
+                f"case {case_id} is closed (outcome: {closed['outcome']})",
+                case_id=case_id,
+            ) from exc
+        raise Problem(404, "case-not-found", f"no case {case_id}", case_id=case_id) from exc
