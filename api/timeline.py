@@ -1,0 +1,406 @@
+"""A case's history as one readable timeline: Temporal events, audit trail and documents.
+
+Pure functions, no I/O. `temporal_entries` reads one run of a recorded `WorkflowHistory`: commands
+(accepted updates) with the actor from their input, timers with their summary and why they ended,
+activities with their attempts, signals, and the run's own start and end. `audit_entries` and
+`document_entries` turn PostgreSQL rows into entries; `merge` orders everything by time.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+EntryKind = Literal[
+    "workflow", "command", "refused", "timer", "activity", "signal", "audit", "document"
+]
+EntrySource = Literal["temporal", "audit", "documents"]
+
+_ACTIVITY_ENDS = ("activity_task_completed", "activity_task_failed", "activity_task_timed_out")
+_RUN_ENDS = ("completed", "failed", "terminated", "timed_out", "canceled", "continued_as_new")
+# Events a workflow task writes when it completes: their time is that task's `workflow.now()`.
+_WRITTEN_BY_TASK = (
+    "workflow_execution_update_accepted",
+    "workflow_execution_update_completed",
+    "activity_task_scheduled",
+    "timer_started",
+    "timer_canceled",
+    "marker_recorded",
+    "upsert_workflow_search_attributes",
+    "workflow_execution_completed",
+    "workflow_execution_failed",
+    "workflow_execution_continued_as_new",
+)
+_SOURCE_RANK = {"temporal": 0, "audit": 1, "documents": 2}
+# What can end a wait: a command, a signal, another timer.
+_WAKERS = ("workflow_execution_update_accepted", "workflow_execution_signaled", "timer_fired")
+
+
+class TimelineEntry(BaseModel):
+    at: datetime = Field(
+        description="the workflow's clock (workflow.now()) for its own steps, as in the audit "
+        "trail; the server's time for what came from outside (timer fired, signal, start)"
+    )
+    kind: EntryKind
+    step: str = Field(description="command, audit action, document kind, activity or event name")
+    who: str | None = Field(None, description="the actor, when the step has one")
+    detail: str
+    source: EntrySource
+    event_id: int | None = Field(None, description="Temporal event id (source temporal)")
+    run_id: str | None = Field(None, description="Temporal run id (source temporal)")
+    seq: int | None = Field(None, description="position in the audit trail (source audit)")
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditRow(BaseModel):
+    """One row of `case_audit`."""
+
+    seq: int
+    action: str
+    from_stage: str | None
+    to_stage: str
+    actor: str
+    occurred_at: datetime
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentRow(BaseModel):
+    """One row of `documents`."""
+
+    kind: str
+    number: str
+    title: str
+    actor: str
+    issued_at: datetime
+    step: str | None = None
+
+
+def _kind(event: HistoryEvent) -> str:
+    return (event.WhichOneof("attributes") or "").removesuffix("_event_attributes")
+
+
+def _attrs(event: HistoryEvent) -> Any:
+    kind = _kind(event)
+    return getattr(event, f"{kind}_event_attributes") if kind else None
+
+
+def _at(event: HistoryEvent) -> datetime:
+    # As workflow.now() converts it (float seconds), so the same instant compares equal.
+    return datetime.fromtimestamp(event.event_time.ToNanoseconds() / 1e9, UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _decode(payload: Payload) -> Any:
+    """A payload as JSON values (the pydantic converter writes json/plain); None if unreadable."""
+    try:
+        return pydantic_data_converter.payload_converter.from_payload(payload)
+    except Exception:
+        return None
+
+
+def _first(payloads: Payloads) -> dict[str, Any]:
+    """The single model argument (or result) of a call, as a dict (our convention: one model)."""
+    value = _decode(payloads.payloads[0]) if payloads.payloads else None
+    return value if isinstance(value, dict) else {}
+
+
+def _activity_detail(name: str, arg: dict[str, Any], result: dict[str, Any]) -> str:
+    if name == "record_transition":
+        move = f"{arg.get('from_stage')} → {arg.get('to_stage')}"
+        return f"audit write: {arg.get('action')} ({move}), seq {arg.get('seq')}"
+    if name == "record_case_opened":
+        return "case registered: register row and audit seq 1 (case_opened)"
+    if name == "issue_document":
+        return f"document issued: {arg.get('kind')} {result.get('number', '')}".rstrip()
+    if name == "compute_deadline":
+        due = f", last day {result['last_day']}" if "last_day" in result else ""
+        flag = " (provisional)" if result.get("provisional") else ""
+        return f"deadline computed: {arg.get('days')} {arg.get('kind')} days{due}{flag}"
+    if name == "case_policy":
+        return f"policy {result.get('version')} fixed ({result.get('prior_cases', 0)} prior cases)"
+    return f"{name} ran"
+
+
+class _Run:
+    """One run's events, indexed by the ids that link them (scheduled → started → closed...)."""
+
+    def __init__(self, history: WorkflowHistory, run_id: str | None) -> None:
+        self.events = list(history.events)
+        self.run_id = run_id
+        self.position = {event.event_id: i for i, event in enumerate(self.events)}
+        self.activity_started: dict[int, HistoryEvent] = {}
+        self.activity_closed: dict[int, HistoryEvent] = {}
+        self.timer_closed: dict[int, HistoryEvent] = {}
+        self.timer_label: dict[str, str] = {}
+        self.update_closed: dict[str, HistoryEvent] = {}
+        # The workflow's clock: what `workflow.now()` read when the workflow made each step, the
+        # clock the audit trail and documents use too.
+        self.clock: dict[int, datetime] = {}
+        task_started: datetime | None = None  # one workflow task runs at a time
+        now: datetime | None = None
+        for event in self.events:
+            kind = _kind(event)
+            if kind == "workflow_task_started":
+                task_started = _at(event)
+            elif kind == "workflow_task_completed":
+                now = task_started
+            elif kind in _WRITTEN_BY_TASK and now is not None:
+                self.clock[event.event_id] = now
+            if kind == "activity_task_started":
+                self.activity_started[_attrs(event).scheduled_event_id] = event
+            elif kind in _ACTIVITY_ENDS or kind == "activity_task_canceled":
+                self.activity_closed[_attrs(event).scheduled_event_id] = event
+            elif kind in ("timer_fired", "timer_canceled"):
+                self.timer_closed[_attrs(event).started_event_id] = event
+            elif kind == "workflow_execution_update_completed":
+                # Keyed by update id: `accepted_event_id` is not always filled in.
+                self.update_closed[_attrs(event).meta.update_id] = event
+
+    def entry(
+        self, event: HistoryEvent, kind: EntryKind, step: str, detail: str, **fields: Any
+    ) -> TimelineEntry:
+        return TimelineEntry(
+            at=self.clock.get(event.event_id) or _at(event),
+            kind=kind,
+            step=step,
+            detail=detail,
+            source="temporal",
+            event_id=event.event_id,
+            run_id=self.run_id,
+            **fields,
+        )
+
+    def woken_by(self, event_id: int) -> str | None:
+        """The last command, signal or timer before `event_id`: why a cancelled timer ended."""
+        for event in reversed(self.events[: self.position[event_id]]):
+            kind, attrs = _kind(event), _attrs(event)
+            if kind == "workflow_execution_update_accepted":
+                return f"command {attrs.accepted_request.input.name}"
+            if kind == "workflow_execution_signaled":
+                return f"signal {attrs.signal_name}"
+            if kind == "timer_fired":
+                return f"timer '{self.timer_label.get(attrs.timer_id, attrs.timer_id)}' firing"
+        return None
+
+    def recorded_after(self, event_id: int) -> str | None:
+        """The audit action the workflow wrote in reaction to a fired timer, if any."""
+        for event in self.events[self.position[event_id] + 1 :]:
+            kind, attrs = _kind(event), _attrs(event)
+            if kind in _WAKERS:
+                return None
+            if (
+                kind == "activity_task_scheduled"
+                and attrs.activity_type.name == "record_transition"
+            ):
+                action = _first(attrs.input).get("action")
+                return str(action) if action else None
+        return None
+
+    # --- one method per kind of entry ----------------------------------------------------------
+
+    def command(self, event: HistoryEvent) -> TimelineEntry:
+        request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+        name, arg = request.input.name, _first(request.input.args)
+        data: dict[str, Any] = {"update_id": request.meta.update_id, "input": arg}
+        who = arg.get("actor")
+        closed = self.update_closed.get(request.meta.update_id)
+        if closed is None:
+            return self.entry(
+                event, "command", name, f"{name} accepted, running", who=who, data=data
+            )
+        data["completed_at"] = _iso(_at(closed))
+        outcome = closed.workflow_execution_update_completed_event_attributes.outcome
+        if outcome.HasField("failure"):
+            detail = f"{name} refused: {outcome.failure.message}"
+            return self.entry(event, "refused", name, detail, who=who, data=data)
+        return self.entry(event, "command", name, f"{name} done", who=who, data=data)
+
+    def timer(self, event: HistoryEvent) -> list[TimelineEntry]:
+        attrs = event.timer_started_event_attributes
+        summary = _decode(event.user_metadata.summary) if event.HasField("user_metadata") else None
+        label = str(summary) if summary else f"timer {attrs.timer_id}"
+        self.timer_label[attrs.timer_id] = label
+        wakes = _iso(_at(event) + attrs.start_to_fire_timeout.ToTimedelta())
+        data = {"timer_id": attrs.timer_id, "summary": summary, "wakes_at": wakes}
+        entries = [self.entry(event, "timer", "timer_set", f"{label}: wakes {wakes}", data=data)]
+        closed = self.timer_closed.get(event.event_id)
+        if closed is None:
+            return entries
+        if _kind(closed) == "timer_fired":
+            then = self.recorded_after(closed.event_id)
+            detail = f"{label}: its time came ({wakes})" + (f"; then {then}" if then else "")
+            data = {**data, "then": then}
+            entries.append(self.entry(closed, "timer", "timer_fired", detail, data=data))
+        else:
+            cause = self.woken_by(closed.event_id)
+            detail = f"{label}: no longer needed" + (f" after {cause}" if cause else "")
+            data = {**data, "after": cause}
+            entries.append(self.entry(closed, "timer", "timer_cancelled", detail, data=data))
+        return entries
+
+    def activity(self, event: HistoryEvent) -> TimelineEntry:
+        attrs = event.activity_task_scheduled_event_attributes
+        name, arg = attrs.activity_type.name, _first(attrs.input)
+        started = self.activity_started.get(event.event_id)
+        closed = self.activity_closed.get(event.event_id)
+        # The started event is written once the activity ends, with its last attempt.
+        attempts = started.activity_task_started_event_attributes.attempt if started else 0
+        status = _kind(closed).removeprefix("activity_task_") if closed else "running"
+        result = _first(_attrs(closed).result) if closed and status == "completed" else {}
+        detail = _activity_detail(name, arg, result)
+        if started and attempts > 1:
+            last = started.activity_task_started_event_attributes.last_failure.message
+            detail += f" (after {attempts} attempts; last failure: {last})"
+        if closed and status == "failed":
+            detail += f"; failed: {_attrs(closed).failure.message}"
+        elif status != "completed":
+            detail += f"; {status.replace('_', ' ')}"
+        actor = arg.get("actor") or (arg.get("entry") or {}).get("actor")
+        data = {"activity_id": attrs.activity_id, "attempts": attempts, "status": status}
+        return self.entry(event, "activity", name, detail, who=actor, data=data)
+
+    def signal(self, event: HistoryEvent) -> TimelineEntry:
+        attrs = event.workflow_execution_signaled_event_attributes
+        arg = _first(attrs.input)
+        shown = ", ".join(f"{key}={value}" for key, value in arg.items())
+        who = arg.get("actor") or attrs.identity or None
+        detail = f"{attrs.signal_name}({shown})"
+        return self.entry(event, "signal", attrs.signal_name, detail, who=who, data={"input": arg})
+
+    def workflow(self, event: HistoryEvent) -> TimelineEntry | None:
+        kind, attrs = _kind(event), _attrs(event)
+        step = kind.removeprefix("workflow_execution_")
+        if kind == "workflow_execution_started":
+            opened = _first(attrs.input)
+            subject = (opened.get("subject") or {}).get("name")
+            detail = (
+                f"case {opened.get('case_id')} opened: {opened.get('violation_category')}, "
+                f"{subject} ({opened.get('office')})"
+            )
+            if attrs.continued_execution_run_id:
+                detail += f"; continues run {attrs.continued_execution_run_id}"
+            who = opened.get("opened_by") or attrs.identity or None
+            return self.entry(event, "workflow", "workflow_started", detail, who=who)
+        if kind == "workflow_execution_completed":
+            outcome = _first(attrs.result).get("outcome")
+            detail = f"case closed: outcome {outcome}"
+            return self.entry(
+                event, "workflow", "workflow_completed", detail, data={"outcome": outcome}
+            )
+        if kind == "workflow_execution_continued_as_new":
+            detail = f"continued in run {attrs.new_execution_run_id}"
+            return self.entry(event, "workflow", step, detail)
+        if kind in ("workflow_execution_failed", "workflow_task_failed"):
+            return self.entry(event, "workflow", step, attrs.failure.message or step)
+        if kind == "workflow_execution_terminated":
+            return self.entry(
+                event, "workflow", step, attrs.reason or "terminated", who=attrs.identity or None
+            )
+        if kind in ("workflow_execution_timed_out", "workflow_execution_canceled"):
+            return self.entry(event, "workflow", step, step.replace("_", " "))
+        if kind == "marker_recorded" and attrs.marker_name == "core_patch":
+            patch = _first(attrs.details["patch-data"])
+            return self.entry(
+                event, "workflow", "version_marker", f"code version {patch.get('id')}"
+            )
+        return None
+
+
+def temporal_entries(history: WorkflowHistory, run_id: str | None = None) -> list[TimelineEntry]:
+    """One run's history as entries, in event order. An update refused by its validator never
+    reaches history; one refused by its handler (re-validated under the case lock) is `refused`."""
+    run = _Run(history, run_id)
+    entries: list[TimelineEntry] = []
+    for event in run.events:
+        kind = _kind(event)
+        if kind == "workflow_execution_update_accepted":
+            entries.append(run.command(event))
+        elif kind == "timer_started":
+            entries.extend(run.timer(event))
+        elif kind == "activity_task_scheduled":
+            entries.append(run.activity(event))
+        elif kind == "workflow_execution_signaled":
+            entries.append(run.signal(event))
+        elif (entry := run.workflow(event)) is not None:
+            entries.append(entry)
+    return sorted(entries, key=lambda entry: entry.event_id or 0)
+
+
+def workflow_status(history: WorkflowHistory) -> str:
+    """`running`, or how the run ended (completed, failed, continued_as_new...)."""
+    for event in reversed(history.events):
+        step = _kind(event).removeprefix("workflow_execution_")
+        if _kind(event).startswith("workflow_execution_") and step in _RUN_ENDS:
+            return step
+    return "running"
+
+
+def _stage_move(from_stage: str | None, to_stage: str) -> str:
+    if from_stage is None:
+        return f"opened at stage {to_stage}"
+    return f"{from_stage} → {to_stage}" if from_stage != to_stage else f"at stage {to_stage}"
+
+
+def audit_entries(rows: Iterable[AuditRow]) -> list[TimelineEntry]:
+    return [
+        TimelineEntry(
+            at=row.occurred_at,
+            kind="audit",
+            step=row.action,
+            who=row.actor,
+            detail=_stage_move(row.from_stage, row.to_stage),
+            source="audit",
+            seq=row.seq,
+            data={"from_stage": row.from_stage, "to_stage": row.to_stage, "payload": row.payload},
+        )
+        for row in rows
+    ]
+
+
+def document_entries(rows: Iterable[DocumentRow]) -> list[TimelineEntry]:
+    return [
+        TimelineEntry(
+            at=row.issued_at,
+            kind="document",
+            step=row.kind,
+            who=row.actor,
+            detail=f"{row.title} ({row.number})",
+            source="documents",
+            data={"number": row.number, "title": row.title, "step": row.step},
+        )
+        for row in rows
+    ]
+
+
+def merge(*groups: Sequence[TimelineEntry]) -> list[TimelineEntry]:
+    """Everything by time. At one instant (one workflow task) the Temporal events come first,
+    by event id (the command, then the activity that wrote the row), then audit rows by seq,
+    then documents; otherwise as given."""
+
+    def key(entry: TimelineEntry) -> tuple[datetime, int, int, int]:
+        seq = sys.maxsize if entry.seq is None else entry.seq
+        event_id = sys.maxsize if entry.event_id is None else entry.event_id
+        return (entry.at, _SOURCE_RANK[entry.source], seq, event_id)
+
+    return sorted((entry for group in groups for entry in group), key=key)
+
+
+def build_timeline(
+    runs: Sequence[tuple[str | None, WorkflowHistory]],
+    audit: Iterable[AuditRow],
+    documents: Iterable[DocumentRow],
+) -> list[TimelineEntry]:
+    """The whole timeline: every run (oldest first) merged with the audit trail and documents."""
+    temporal = [entry for run_id, history in runs for entry in temporal_entries(history, run_id)]
+    return merge(temporal, audit_entries(audit), document_entries(documents))
