@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.problems import install_problem_handlers
-from api.routes import cases, commands, health, history
+from api.routes import cases, commands, events, health, history
 from wiring.db import create_pool
 from wiring.settings import Settings, get_settings
 from wiring.temporal import connect_temporal
@@ -52,4 +52,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cases.router)
     app.include_router(commands.router)
     app.include_router(history.router)
+    app.include_router(events.router)
     return app

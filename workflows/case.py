@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.procedure_models import CalendarUpdated, CaseProcedure
     from workflows.records import CaseOpenedRecord, CasePolicyRequest
+    from workflows.stages_events import EventStages
     from workflows.stages_intake import IntakeStages
     from workflows.stages_penalty import PenaltyStages
     from workflows.stages_rectification import RectificationStages
@@ -72,7 +73,9 @@ WAITING_FOR = {
 
 
 @workflow.defn(name="CaseWorkflow")
-class CaseWorkflow(IntakeStages, RectificationStages, PenaltyStages, ReferralStages, CaseCore):
+class CaseWorkflow(
+    IntakeStages, RectificationStages, PenaltyStages, ReferralStages, EventStages, CaseCore
+):
     @workflow.init
     def __init__(self, opened: OpenCaseInput) -> None:
         info = workflow.info()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -210,6 +210,34 @@ class DealWithResponsiblePersons(Model):
     persons: list[ResponsiblePerson] = Field(min_length=1)
 
 
+class EventType(StrEnum):
+    VIOLATION_DETECTED = "violation_detected"
+    COMPLAINT = "complaint"
+    REFERRAL_RECEIVED = "referral_received"
+    RECTIFICATION_REPORT_SUBMITTED = "rectification_report_submitted"
+    INSPECTION_RESULT = "inspection_result"
+    PAYMENT_RECEIVED = "payment_received"
+    APPEAL_FILED = "appeal_filed"
+
+
+class CaseEvent(Model):
+    """A fact an enforcement system reports about a case; the key makes it count once."""
+
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)]
+    type: EventType
+    source: NonEmpty = Field(description="the reporting system", examples=["monitoring"])
+    occurred_at: AwareDatetime
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventReceipt(Model):
+    case_id: str
+    workflow_id: str
+    idempotency_key: str
+    result: Literal["opened", "joined", "duplicate"]
+    stage: str
+
+
 class CalendarUpdated(Model):
     year: int
 
@@ -298,3 +326,6 @@ class CaseProcedure(Model):
     responsible_persons: list[ResponsiblePerson] = Field(default_factory=list)
     documents: list[str] = Field(default_factory=list, description="numbers of documents issued")
     needs_supervisor: list[str] = Field(default_factory=list)
+    event_keys: list[str] = Field(
+        default_factory=list, description="idempotency keys of the events already recorded"
+    )

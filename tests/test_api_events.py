@@ -1,0 +1,133 @@
+"""POST /events and /events/batch on a real dev server: opened, joined, duplicate — once each."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from tests.test_api_integration import api_client
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def api(
+    dev_env: WorkflowEnvironment, dev_worker: Worker, pg_dsn: str, task_queue: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Update-with-start needs a full Temporal server: the dev server, not the test server."""
+    async with api_client(dev_env, pg_dsn, task_queue) as client:
+        yield client
+
+
+def event(key: str | None = None, domain: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "idempotency_key": key or f"k-{uuid.uuid4().hex}",
+        "type": "violation_detected",
+        "source": "monitoring",
+        "occurred_at": "2026-11-28T09:30:00+08:00",
+        "payload": {"url": "https://example.cn/1"},
+        "subject": {
+            "kind": "website",
+            "name": "Example",
+            "identifiers": {"domain": domain or f"s{uuid.uuid4().hex[:12]}.example.cn"},
+        },
+        "violation_category": "prohibited_information",
+        "legal_basis": "Cybersecurity Law art. 61",
+        "office": "events-office",
+        **extra,
+    }
+
+
+async def send(api: httpx.AsyncClient, body: dict[str, Any], status: int) -> dict[str, Any]:
+    response = await api.post("/events", json=body)
+    assert response.status_code == status, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def event_rows(pool: asyncpg.Pool, case_id: str) -> int:
+    count = await pool.fetchval(
+        "SELECT count(*) FROM case_audit WHERE case_id = $1 AND action LIKE 'event_%'", case_id
+    )
+    return int(count)
+
+
+async def test_first_event_opens_repeats_join_and_duplicates_count_once(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    first = event()
+    opened = await send(api, first, 201)
+    assert opened["result"] == "opened" and opened["case_id"].endswith("-1")
+    assert (await send(api, first, 200))["result"] == "duplicate"
+    domain = first["subject"]["identifiers"]["domain"]
+    joined = await send(api, event(domain=domain), 200)
+    assert (joined["result"], joined["case_id"]) == ("joined", opened["case_id"])
+    assert await event_rows(pool, opened["case_id"]) == 2
+    actor = await pool.fetchval(
+        "SELECT actor FROM case_audit WHERE case_id = $1 AND action = 'event_violation_detected'"
+        " ORDER BY seq LIMIT 1",
+        opened["case_id"],
+    )
+    assert actor == "monitoring"
+
+
+async def test_concurrent_duplicates_take_effect_once(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    same = event()
+    responses = await asyncio.gather(*(api.post("/events", json=same) for _ in range(8)))
+    results = sorted(r.json()["result"] for r in responses)
+    assert results == ["duplicate"] * 7 + ["opened"]
+    case_ids = {r.json()["case_id"] for r in responses}
+    assert len(case_ids) == 1
+    assert await event_rows(pool, case_ids.pop()) == 1
+
+
+async def test_after_the_case_closes_the_next_detection_opens_a_new_case(
+    api: httpx.AsyncClient,
+) -> None:
+    first = event()
+    opened = await send(api, first, 201)
+    closed = await api.post(
+        f"/cases/{opened['case_id']}/filing-decision",
+        json={"actor": "officer.li", "decision": "not_filed", "reasons": "No violation."},
+    )
+    assert closed.json()["outcome"] == "not_filed"
+    domain = first["subject"]["identifiers"]["domain"]
+    again = await send(api, event(domain=domain), 201)
+    assert again["result"] == "opened"
+    assert again["case_id"] == opened["case_id"].removesuffix("-1") + "-2"
+
+
+async def test_batch_answers_per_item(api: httpx.AsyncClient) -> None:
+    a = event()
+    domain = a["subject"]["identifiers"]["domain"]
+    response = await api.post(
+        "/events/batch", json={"events": [a, event(domain=domain), a, event()]}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [item["index"] for item in body["results"]] == [0, 1, 2, 3]
+    # Two subjects: two cases opened; the repeat detection joined; the repeated key counted once.
+    assert (body["opened"], body["joined"], body["duplicate"], body["failed"]) == (2, 1, 1, 0)
+    assert {item["receipt"]["case_id"] for item in body["results"][:3]} == {
+        body["results"][0]["receipt"]["case_id"]
+    }
+
+
+async def test_bad_events_are_422_naming_the_field(api: httpx.AsyncClient) -> None:
+    response = await api.post("/events", json=event(type="rumour"))
+    assert response.status_code == 422
+    assert "type" in [e["field"] for e in response.json()["errors"]]
+    response = await api.post("/events", json=event(occurred_at="2026-11-28T09:30:00"))
+    assert response.status_code == 422 and "UTC offset" in response.json()["detail"]
+    response = await api.post("/events/batch", json={"events": []})
+    assert response.status_code == 422 and "events" in response.json()["detail"]
