@@ -32,8 +32,8 @@ class CaseRegisterRepository:
             INSERT INTO cases (
                 case_id, workflow_id, subject_kind, subject_name, subject_identifiers,
                 violation_category, legal_basis, severity, office, opened_by,
-                stage, opened_at, updated_at, last_seq, policy_version
-            ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 0, $13)
+                stage, opened_at, updated_at, last_seq, policy_version, campaign_id
+            ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 0, $13, $14)
             ON CONFLICT (case_id) DO NOTHING
             """,
             opened.case_id,
@@ -49,6 +49,7 @@ class CaseRegisterRepository:
             entry.to_stage.value,
             entry.occurred_at,
             record.policy_version,
+            opened.campaign_id,
         )
         return bool(status == "INSERT 0 1")
 

@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from api.auth import authorize, install_access_control
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.problems import install_problem_handlers
-from api.routes import cases, commands, events, health, history
+from api.routes import campaigns, cases, commands, events, health, history, registry, stats
 from wiring.db import create_pool
 from wiring.settings import Settings, get_settings
 from wiring.temporal import connect_temporal
@@ -43,14 +44,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Durable workflows for internet-enforcement cases",
         lifespan=lifespan,
+        # Every route, including routers included below later, is behind the key check.
+        dependencies=[Depends(authorize)],
     )
     install_problem_handlers(app)
+    install_access_control(app)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
+    app.include_router(registry.router)
     app.include_router(cases.router)
     app.include_router(commands.router)
     app.include_router(history.router)
     app.include_router(events.router)
+    app.include_router(campaigns.router)
+    app.include_router(stats.router)
     return app

@@ -19,8 +19,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.problems import Problem
+from wiring.api_keys import ApiKey
 from wiring.settings import Settings
-from workflows.case_models import CaseState, case_workflow_id
+from workflows.case_models import CaseCommand, CaseState, case_workflow_id
 
 
 def problem(description: str) -> dict[str, Any]:
@@ -63,9 +64,26 @@ async def answer_within(case_id: str, seconds: float) -> AsyncIterator[None]:
 
 
 async def send_command(
-    client: Client, pool: asyncpg.Pool, settings: Settings, case_id: str, update: Any, cmd: Any
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    case_id: str,
+    update: Any,
+    cmd: CaseCommand,
+    *,
+    by: ApiKey,
 ) -> CaseState:
-    """Send one update; a refusal becomes 409 with the workflow's reason, no case 404."""
+    """Send one update as the key `by`; a refusal becomes 409 with the workflow's reason, no
+    case 404. The workflow audits the key's prefix: a body cannot name another key."""
+    if "acting_key" in cmd.model_fields_set:
+        message = "is set by the API from the key the request is sent with; leave it out"
+        raise Problem(
+            422,
+            "invalid-request",
+            f"acting_key: {message}",
+            errors=[{"field": "acting_key", "message": message}],
+        )
+    cmd = cmd.model_copy(update={"acting_key": by.prefix})
     workflow_id = bind_case(case_id)
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
     try:

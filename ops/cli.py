@@ -1,8 +1,9 @@
 """The `rectify` command: operator commands that act on the whole system.
 
 `rectify run` starts the whole engine, `rectify migrate` the schema (and seeds the working-day
-calendar), `rectify calendar load|show|seed` the official holidays. This package may import
-`activities/` (the calendar and policy code it loads) and `wiring/`; nothing imports it.
+calendar), `rectify calendar load|show|seed` the official holidays, `rectify keys
+create|revoke|list` the API keys. This package may import `activities/` (the calendar and policy
+code it loads) and `wiring/`; nothing imports it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pydantic import ValidationError
 from activities.calendar import seed_calendar
 from activities.policy import PolicyFileError, load_policies
 from ops.calendar_cli import add_calendar_commands, format_seeded, run_calendar_command
+from ops.campaign_cli import add_campaign_commands, run_campaign_command
+from ops.keys_cli import add_keys_commands, dev_keys_banner, run_keys_command
 from wiring.logs import configure_logging
 from wiring.migrate import MigrationError, migrate
 from wiring.settings import Settings
@@ -38,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         help="apply pending migrations to DATABASE_URL and seed the calendar from chinese-calendar",
     )
     add_calendar_commands(commands)
+    add_campaign_commands(commands)
+    add_keys_commands(commands)
     return parser
 
 
@@ -50,16 +55,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "run":
-        from wiring.devstack import run_stack
+        from wiring.devstack import Banner, run_stack
+
+        async def after_migrate(dsn: str) -> Banner:
+            await seed_calendar(dsn)
+            return await dev_keys_banner(dsn, settings)  # no dev key in production
 
         try:  # refuse a bad policy file before starting anything
             load_policies(settings.policies_dir)
         except PolicyFileError as exc:
             print(f"rectify run: {exc}", file=sys.stderr)
             return 2
-        return run_stack(settings, after_migrate=seed_calendar)
+        return run_stack(settings, after_migrate=after_migrate)
     if args.command == "calendar":
         return run_calendar_command(args, settings)
+    if args.command == "campaign":
+        return run_campaign_command(args, settings)
+    if args.command == "keys":
+        return run_keys_command(args, settings)
     try:
         dsn = settings.require_database_url()
         applied = asyncio.run(migrate(dsn, settings.migrations_dir))

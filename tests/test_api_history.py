@@ -29,6 +29,7 @@ from api.app import create_app
 from api.routes import history
 from api.timeline import AuditRow, DocumentRow, TimelineEntry
 from tests.conftest import new_case_id
+from tests.test_api_integration import create_key
 from wiring.settings import Settings
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -194,6 +195,7 @@ async def history_client(
     dev_env: WorkflowEnvironment, pg_dsn: str, task_queue: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     """As tests.test_api_integration.api_client, with the history router included."""
+    key = await create_key(pg_dsn, "admin")
     app = create_app(
         Settings(
             _env_file=None,
@@ -206,7 +208,11 @@ async def history_client(
     app.include_router(history.router)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rectify") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://rectify",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client:
             yield client
 
 

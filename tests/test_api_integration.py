@@ -15,8 +15,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.app import create_app
-from tests.conftest import new_case_id
+from tests.conftest import MIGRATIONS, new_case_id
+from wiring.api_keys import ApiKeyRepository, KeySpec
 from wiring.logs import configure_logging
+from wiring.migrate import migrate
 from wiring.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -59,10 +61,29 @@ ORDER = {"actor": "officer.chen", "period_days": 10, "requirements": "Stop the c
 REPORT = {"actor": "party:chaofan", "summary": "SDK removed.", "evidence": ["v2.1 build"]}
 
 
+async def create_key(pg_dsn: str, role: str, office: str | None = None) -> str:
+    """A new API key in the test database, as `rectify keys create` makes one."""
+    await migrate(pg_dsn, MIGRATIONS)  # a no-op once the session's `pool` has migrated
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        spec = KeySpec.checked(role, office, f"test {role} key", "pytest")
+        return (await ApiKeyRepository(conn).create(spec)).key
+    finally:
+        await conn.close()
+
+
 @asynccontextmanager
 async def api_client(
-    dev_env: WorkflowEnvironment, pg_dsn: str, task_queue: str, **settings: Any
+    dev_env: WorkflowEnvironment,
+    pg_dsn: str,
+    task_queue: str,
+    *,
+    role: str | None = "admin",
+    office: str | None = None,
+    **settings: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process; its requests carry a new key of `role` (None: no key at all)."""
+    headers = {"Authorization": f"Bearer {await create_key(pg_dsn, role, office)}"} if role else {}
     app = create_app(
         Settings(
             _env_file=None,
@@ -75,7 +96,9 @@ async def api_client(
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rectify") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://rectify", headers=headers
+        ) as client:
             yield client
 
 

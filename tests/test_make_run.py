@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -112,6 +113,15 @@ class Stack:
         os.killpg(self.proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
         return self.proc.wait(timeout)
 
+    @property
+    def dev_keys_file(self) -> Path:
+        return Path(self.env["DATA_DIR"]) / "dev-keys.json"
+
+    def headers(self, role: str = "admin") -> dict[str, str]:
+        """The dev key `rectify run` printed for `role`, as a request header."""
+        keys = json.loads(self.dev_keys_file.read_text())
+        return {"Authorization": f"Bearer {keys[role]}"}
+
     def kill_leftovers(self) -> None:
         for line in survivors(self.mark):
             with contextlib.suppress(ProcessLookupError):
@@ -119,7 +129,7 @@ class Stack:
 
 
 def post(stack: Stack, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(f"{stack.url}{path}", json=body, timeout=30)
+    response = httpx.post(f"{stack.url}{path}", json=body, headers=stack.headers(), timeout=30)
     assert response.status_code in (200, 201), response.text
     result: dict[str, Any] = response.json()
     return result
@@ -144,6 +154,12 @@ def test_make_run_keeps_cases_across_restarts_and_ctrl_c_leaves_no_orphan(
         output = stack.output()
         for line in ("API docs", "/docs", "Temporal UI", "Ctrl-C stops everything"):
             assert line in output
+        # One dev key per role, printed with the URLs, kept in a file only its owner reads.
+        keys = json.loads(stack.dev_keys_file.read_text())
+        assert set(keys) == {"enforcement-system", "officer", "supervisor", "admin"}
+        assert "Dev API keys" in output and all(key in output for key in keys.values())
+        assert stack.dev_keys_file.stat().st_mode & 0o777 == 0o600
+        assert httpx.get(f"{stack.url}/cases/none", timeout=10).status_code == 401
 
         case_id = f"MR-{uuid.uuid4().hex[:8]}"
         post(
@@ -206,7 +222,8 @@ def test_make_run_keeps_cases_across_restarts_and_ctrl_c_leaves_no_orphan(
         assert "Rectify stopped" in stack.output()
 
         stack.start()
-        case = httpx.get(f"{stack.url}/cases/{case_id}", timeout=10).json()
+        assert json.loads(stack.dev_keys_file.read_text()) == keys, "dev keys are reused"
+        case = httpx.get(f"{stack.url}/cases/{case_id}", headers=stack.headers(), timeout=10).json()
         assert (case["source"], case["stage"]) == ("workflow", "rectifying")
         assert case["live"]["order"]["deadline"]["due_at"] == due_at
         address = f"127.0.0.1:{stack.temporal_port}"

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from types import FrameType
 
 import structlog
@@ -24,6 +25,13 @@ from wiring.settings import Settings
 from wiring.temporal import connect_temporal
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Banner:
+    """Lines an `after_migrate` hook returns to print with the URLs once the stack is up."""
+
+    lines: list[str] = field(default_factory=list)
 
 
 class StackStopped(Exception):
@@ -72,8 +80,10 @@ class DevStack:
             log.info("PostgreSQL started", dsn=database_url)
         applied = asyncio.run(migrate(database_url, s.migrations_dir))
         log.info("migrations up to date", applied_now=applied)
+        extra = Banner()
         if self.after_migrate is not None:
-            asyncio.run(_call(self.after_migrate, database_url))
+            result = asyncio.run(_call(self.after_migrate, database_url))
+            extra = result if isinstance(result, Banner) else extra
 
         temporal_address, ui_url = s.temporal_address, s.temporal_ui_url
         if not temporal_address:
@@ -103,6 +113,7 @@ class DevStack:
         if ui_url:
             banner.append(f"  Temporal UI  {ui_url}")
         banner.append(f"  Data         {s.data_dir}")
+        banner.extend(extra.lines)
         print("\n".join(banner) + "\n", flush=True)
 
     def _wait_api_healthy(self, timeout: float = 60.0) -> None:
@@ -150,8 +161,8 @@ async def _wait_temporal(address: str, namespace: str) -> None:
         await asyncio.sleep(0.5)
 
 
-async def _call(hook: Callable[[str], Awaitable[object]], database_url: str) -> None:
-    await hook(database_url)
+async def _call(hook: Callable[[str], Awaitable[object]], database_url: str) -> object:
+    return await hook(database_url)
 
 
 def run_stack(

@@ -24,11 +24,12 @@ from wiring.settings import Settings, get_settings
 from wiring.temporal import connect_temporal
 from worker.interceptors import CaseLoggingInterceptor
 from workflows import search
+from workflows.campaign import CampaignWorkflow
 from workflows.case import CaseWorkflow
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS: Sequence[type] = (CaseWorkflow,)
+WORKFLOWS: Sequence[type] = (CaseWorkflow, CampaignWorkflow)
 
 
 def activities_for(pool: asyncpg.Pool, policies: PolicySet) -> list[Any]:

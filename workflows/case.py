@@ -237,7 +237,7 @@ class CaseWorkflow(
     @workflow.update
     async def decide_fine(self, cmd: DecideFine) -> CaseState:
         async with self._command(
-            "decide a fine", {Stage.PENALTY_PENDING}, lambda: self._validate_fine(cmd)
+            "decide a fine", {Stage.PENALTY_PENDING}, lambda: self._validate_fine(cmd), by=cmd
         ):
             self._state.fine = FineDecision(
                 decided_at=workflow.now(),

@@ -22,7 +22,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.documents import DocumentActivities
     from activities.register import CaseRegisterActivities
     from workflows import search
-    from workflows.case_models import CaseState, Deadline, IssuedWarning, Outcome, Stage
+    from workflows.case_models import (
+        CaseCommand,
+        CaseState,
+        Deadline,
+        IssuedWarning,
+        Outcome,
+        Stage,
+    )
     from workflows.policy import Authority, Measure, rung_at, starting_rung
     from workflows.procedure_models import CaseProcedure, PenaltyProcedure, Referral
     from workflows.records import (
@@ -77,6 +84,8 @@ class CaseCore:
     _registered: bool
     _lock: asyncio.Lock
     _calendar_changed: bool
+    # The API key of the command holding the lock: every audit entry it makes names it.
+    _acting_key: str | None = None
 
     # --- stage checks -----------------------------------------------------------------------
 
@@ -113,11 +122,16 @@ class CaseCore:
         return lambda: self._state.stage is not stage
 
     def _command(
-        self, what: str, allowed: Collection[Stage], check: Callable[[], None] | None = None
+        self,
+        what: str,
+        allowed: Collection[Stage],
+        check: Callable[[], None] | None = None,
+        by: CaseCommand | None = None,
     ) -> _Command:
         """Run a command under the lock; `check` (its validator) runs again once the case is
-        registered and the lock held, since a timer or another command may have moved it."""
-        return _Command(self, what, allowed, check)
+        registered and the lock held, since a timer or another command may have moved it.
+        `by`: the command itself, whose `acting_key` the audit entries it makes then carry."""
+        return _Command(self, what, allowed, check, by.acting_key if by is not None else None)
 
     # --- transitions --------------------------------------------------------------------------
 
@@ -164,6 +178,8 @@ class CaseCore:
         outcome: Outcome | None,
     ) -> AuditEntry:
         pending = None if outcome is not None else self._pending_deadline(to_stage)
+        if self._acting_key is not None:
+            payload = {**payload, "acting_key": self._acting_key}
         return AuditEntry(
             case_id=self._state.case_id,
             workflow_id=self._state.workflow_id,
@@ -363,7 +379,8 @@ class CaseCore:
                 actor=actor,
                 issued_at=workflow.now(),
                 title=title,
-                content=content,
+                # Who gave the command is the audit trail's; the document is the party's.
+                content={k: v for k, v in content.items() if k != "acting_key"},
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
@@ -382,8 +399,10 @@ class _Command:
         what: str,
         allowed: Collection[Stage],
         check: Callable[[], None] | None,
+        acting_key: str | None = None,
     ) -> None:
         self._wf, self._what, self._allowed, self._check = wf, what, allowed, check
+        self._acting_key = acting_key
 
     async def __aenter__(self) -> None:
         wf = self._wf
@@ -397,6 +416,8 @@ class _Command:
         except BaseException:
             wf._lock.release()
             raise
+        wf._acting_key = self._acting_key
 
     async def __aexit__(self, *exc: object) -> None:
+        self._wf._acting_key = None
         self._wf._lock.release()

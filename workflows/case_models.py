@@ -156,12 +156,33 @@ class OpenCaseInput(Model):
     severity: Severity
     office: NonEmpty = Field(examples=["beijing"])
     opened_by: Actor
+    campaign_id: CaseId | None = Field(None, description="the campaign that opened the case")
 
 
 # --- commands (updates) ---------------------------------------------------------------------
 
 
-class ScheduleInterview(Model):
+ActingKey = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class CaseCommand(Model):
+    """Base of every command a case takes over an update.
+
+    `acting_key` is the prefix of the API key that gave the command: the API sets it from the
+    request's key (and refuses a body that sets it), the workflow writes it into every audit
+    entry the command makes. Absent (and then left out of every dump, so histories recorded
+    before it existed replay byte for byte) on commands sent without the API.
+    """
+
+    acting_key: ActingKey | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="the API key that gave the command: set by the API, refused in a request",
+        json_schema_extra={"readOnly": True},
+    )
+
+
+class ScheduleInterview(CaseCommand):
     actor: Actor
     scheduled_for: AwareDatetime
     place: NonEmpty
@@ -171,7 +192,7 @@ class ScheduleInterview(Model):
     )
 
 
-class RecordInterview(Model):
+class RecordInterview(CaseCommand):
     actor: Actor
     officials: list[NonEmpty] = Field(
         min_length=2, description="at least two enforcement officials hold an interview"
@@ -180,7 +201,7 @@ class RecordInterview(Model):
     summary: LongText
 
 
-class IssueRectificationOrder(Model):
+class IssueRectificationOrder(CaseCommand):
     actor: Actor
     period_days: int | None = Field(
         None, ge=1, le=365, description="days to rectify (default: the category's policy)"
@@ -191,13 +212,13 @@ class IssueRectificationOrder(Model):
     )
 
 
-class SubmitRectificationReport(Model):
+class SubmitRectificationReport(CaseCommand):
     actor: Actor
     summary: LongText
     evidence: list[NonEmpty] = Field(default_factory=list)
 
 
-class RecordVerification(Model):
+class RecordVerification(CaseCommand):
     actor: Actor
     passed: bool
     findings: LongText
@@ -208,7 +229,7 @@ class RecordVerification(Model):
     )
 
 
-class DecideFine(Model):
+class DecideFine(CaseCommand):
     actor: Actor
     amount_yuan: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
     legal_basis: NonEmpty

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from workflows.case_models import (
     Actor,
     AwareDatetime,
+    CaseCommand,
     Deadline,
     LongText,
     Model,
@@ -31,7 +32,7 @@ class FilingDecision(StrEnum):
     TRANSFERRED = "transferred"
 
 
-class DecideFiling(Model):
+class DecideFiling(CaseCommand):
     actor: Actor
     decision: FilingDecision
     reasons: LongText
@@ -49,35 +50,35 @@ class DecideFiling(Model):
         return self
 
 
-class ExtendFilingDeadline(Model):
+class ExtendFilingDeadline(CaseCommand):
     actor: Actor = Field(description="the supervisor approving it")
     reasons: LongText
 
 
-class RequestExtension(Model):
+class RequestExtension(CaseCommand):
     actor: Actor
     days: int = Field(ge=1, le=365)
     reasons: LongText
 
 
-class DecideExtension(Model):
+class DecideExtension(CaseCommand):
     actor: Actor = Field(description="the supervisor")
     approved: bool
     days: int | None = Field(None, ge=1, le=365, description="granted days (default: as asked)")
     reasons: LongText
 
 
-class RecordNoShow(Model):
+class RecordNoShow(CaseCommand):
     actor: Actor
     notes: LongText
 
 
-class OpenPenaltyProcedure(Model):
+class OpenPenaltyProcedure(CaseCommand):
     actor: Actor
     reasons: LongText
 
 
-class RecordInvestigationReport(Model):
+class RecordInvestigationReport(CaseCommand):
     actor: Actor
     facts: LongText
     evidence: list[NonEmpty] = Field(min_length=1)
@@ -86,7 +87,7 @@ class RecordInvestigationReport(Model):
     )
 
 
-class RecordReview(Model):
+class RecordReview(CaseCommand):
     """A legal review (APL 58) or the leadership's collective decision."""
 
     actor: Actor
@@ -124,7 +125,7 @@ class PenaltyTerms(Model):
         return self
 
 
-class NotifyPenalty(PenaltyTerms):
+class NotifyPenalty(PenaltyTerms, CaseCommand):
     """Prior notice (APL 44): facts, reasons, basis and the party's rights."""
 
     actor: Actor
@@ -133,79 +134,79 @@ class NotifyPenalty(PenaltyTerms):
     legal_basis: NonEmpty
 
 
-class RecordStatement(Model):
+class RecordStatement(CaseCommand):
     actor: Actor
     statement: LongText
 
 
-class RequestHearing(Model):
+class RequestHearing(CaseCommand):
     actor: Actor
 
 
-class ScheduleHearing(Model):
+class ScheduleHearing(CaseCommand):
     actor: Actor
     hearing_at: AwareDatetime
     place: NonEmpty
     chair: NonEmpty = Field(description="the hearing chair: never one of the investigators")
 
 
-class RecordHearing(Model):
+class RecordHearing(CaseCommand):
     actor: Actor
     record: LongText
     attended: bool = True
 
 
-class DecidePenalty(PenaltyTerms):
+class DecidePenalty(PenaltyTerms, CaseCommand):
     actor: Actor
     reasons: LongText
     legal_basis: NonEmpty
 
 
-class ServeDecision(Model):
+class ServeDecision(CaseCommand):
     actor: Actor
     served_at: AwareDatetime
     method: Literal["direct", "post", "electronic", "public_notice"]
 
 
-class RecordPayment(Model):
+class RecordPayment(CaseCommand):
     actor: Actor
     amount_yuan: Money
     paid_at: AwareDatetime
 
 
-class RecordAppeal(Model):
+class RecordAppeal(CaseCommand):
     actor: Actor
     kind: Literal["reconsideration", "litigation"]
     event: Literal["filed", "concluded"]
     at: AwareDatetime
 
 
-class Refer(Model):
+class Refer(CaseCommand):
     actor: Actor
     authority: Authority
     reasons: LongText
     criminal: bool = Field(False, description="criminal clue: head's approval, then transfer")
 
 
-class ReferralAction(Model):
+class ReferralAction(CaseCommand):
     actor: Actor
     referral_id: int = Field(ge=1)
     notes: str = ""
 
 
-class Withdraw(Model):
+class Withdraw(CaseCommand):
     actor: Actor
     ground: Literal["no_violation", "facts_not_proven"]
     reasons: LongText
 
 
-class ExtendHandlingLimit(Model):
+class ExtendHandlingLimit(CaseCommand):
     actor: Actor = Field(description="the supervisor approving it")
     days: int = Field(ge=1, le=365)
     reasons: LongText
 
 
-class DealWithResponsiblePersons(Model):
+class DealWithResponsiblePersons(CaseCommand):
     actor: Actor
     persons: list[ResponsiblePerson] = Field(min_length=1)
 

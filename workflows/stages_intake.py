@@ -37,7 +37,7 @@ class IntakeStages(CaseCore):
     @workflow.update
     async def decide_filing(self, cmd: DecideFiling) -> CaseState:
         async with self._command(
-            "decide on filing", {Stage.FILING}, lambda: self._validate_filing(cmd)
+            "decide on filing", {Stage.FILING}, lambda: self._validate_filing(cmd), by=cmd
         ):
             proc = self._require_v2("decide on filing")
             doc = await self._issue_document(
@@ -93,6 +93,7 @@ class IntakeStages(CaseCore):
             "extend the filing deadline",
             {Stage.FILING},
             lambda: self._validate_filing_extension(cmd),
+            by=cmd,
         ):
             proc = self._require_v2("extend the filing deadline")
             assert proc.filing_deadline is not None
@@ -141,7 +142,7 @@ class IntakeStages(CaseCore):
     async def schedule_interview(self, cmd: ScheduleInterview) -> CaseState:
         allowed = V2_INTERVIEW_FROM if self._v2 else V1_INTERVIEW_FROM
         async with self._command(
-            "schedule an interview", allowed, lambda: self._validate_schedule_interview(cmd)
+            "schedule an interview", allowed, lambda: self._validate_schedule_interview(cmd), by=cmd
         ):
             self._state.interview = Interview(
                 scheduled_for=cmd.scheduled_for,
@@ -173,6 +174,7 @@ class IntakeStages(CaseCore):
             "record the interview",
             {Stage.INTERVIEW_SCHEDULED},
             lambda: self._validate_record_interview(cmd),
+            by=cmd,
         ):
             assert self._state.interview is not None
             self._state.interview = self._state.interview.model_copy(
@@ -204,7 +206,10 @@ class IntakeStages(CaseCore):
     async def record_no_show(self, cmd: RecordNoShow) -> CaseState:
         """The party did not attend the interview: the case escalates."""
         async with self._command(
-            "record a no-show", {Stage.INTERVIEW_SCHEDULED}, lambda: self._validate_no_show(cmd)
+            "record a no-show",
+            {Stage.INTERVIEW_SCHEDULED},
+            lambda: self._validate_no_show(cmd),
+            by=cmd,
         ):
             proc = self._require_v2("record a no-show")
             proc.no_shows += 1

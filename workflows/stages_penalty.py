@@ -65,6 +65,7 @@ class PenaltyStages(CaseCore):
             "open the penalty procedure",
             OPEN_PROCEDURE_FROM,
             lambda: self._validate_open_procedure(cmd),
+            by=cmd,
         ):
             await self._escalate(cmd.reasons, cmd.actor)
         return self._state
@@ -82,6 +83,7 @@ class PenaltyStages(CaseCore):
             "record the investigation report",
             {Stage.INVESTIGATING},
             lambda: self._validate_investigation(cmd),
+            by=cmd,
         ):
             penalty = self._penalty("record the investigation report")
             penalty.investigation = cmd
@@ -119,6 +121,7 @@ class PenaltyStages(CaseCore):
             "record the legal review",
             {Stage.LEGAL_REVIEW},
             lambda: self._validate_legal_review(cmd),
+            by=cmd,
         ):
             penalty = self._penalty("record the legal review")
             if not cmd.approved:
@@ -146,6 +149,7 @@ class PenaltyStages(CaseCore):
             "record the collective decision",
             {Stage.COLLECTIVE_DECISION},
             lambda: self._validate_collective(cmd),
+            by=cmd,
         ):
             await self._advance(
                 "collective_decision_approved" if cmd.approved else "collective_decision_returned",
@@ -206,7 +210,7 @@ class PenaltyStages(CaseCore):
     @workflow.update
     async def notify_penalty(self, cmd: NotifyPenalty) -> CaseState:
         async with self._command(
-            "give prior notice", {Stage.NOTICE_PENDING}, lambda: self._validate_notice(cmd)
+            "give prior notice", {Stage.NOTICE_PENDING}, lambda: self._validate_notice(cmd), by=cmd
         ):
             proc = self._require_v2("give prior notice")
             penalty = self._penalty("give prior notice")
@@ -282,7 +286,7 @@ class PenaltyStages(CaseCore):
     @workflow.update
     async def record_statement(self, cmd: RecordStatement) -> CaseState:
         async with self._command(
-            "record a statement", STATEMENT_STAGES, lambda: self._validate_statement(cmd)
+            "record a statement", STATEMENT_STAGES, lambda: self._validate_statement(cmd), by=cmd
         ):
             self._penalty("record a statement").statements.append(cmd.statement)
             await self._note("statement_recorded", cmd.actor, {"statement": cmd.statement})
@@ -296,7 +300,10 @@ class PenaltyStages(CaseCore):
     @workflow.update
     async def request_hearing(self, cmd: RequestHearing) -> CaseState:
         async with self._command(
-            "accept a hearing request", {Stage.DEFENCE}, lambda: self._validate_hearing_request(cmd)
+            "accept a hearing request",
+            {Stage.DEFENCE},
+            lambda: self._validate_hearing_request(cmd),
+            by=cmd,
         ):
             penalty = self._penalty("accept a hearing request")
             penalty.hearing_requested = True
@@ -323,6 +330,7 @@ class PenaltyStages(CaseCore):
             "schedule the hearing",
             {Stage.HEARING_SCHEDULING},
             lambda: self._validate_schedule_hearing(cmd),
+            by=cmd,
         ):
             proc = self._require_v2("schedule the hearing")
             penalty = self._penalty("schedule the hearing")
@@ -363,6 +371,7 @@ class PenaltyStages(CaseCore):
             "record the hearing",
             {Stage.HEARING_SCHEDULED},
             lambda: self._validate_record_hearing(cmd),
+            by=cmd,
         ):
             penalty = self._penalty("record the hearing")
             penalty.hearing_record = cmd
@@ -394,7 +403,10 @@ class PenaltyStages(CaseCore):
     @workflow.update
     async def decide_penalty(self, cmd: DecidePenalty) -> CaseState:
         async with self._command(
-            "decide the penalty", {Stage.DECISION_PENDING}, lambda: self._validate_decision(cmd)
+            "decide the penalty",
+            {Stage.DECISION_PENDING},
+            lambda: self._validate_decision(cmd),
+            by=cmd,
         ):
             proc = self._require_v2("decide the penalty")
             penalty = self._penalty("decide the penalty")
@@ -466,7 +478,10 @@ class PenaltyStages(CaseCore):
     @workflow.update
     async def serve_decision(self, cmd: ServeDecision) -> CaseState:
         async with self._command(
-            "serve the decision", {Stage.SERVICE_PENDING}, lambda: self._validate_service(cmd)
+            "serve the decision",
+            {Stage.SERVICE_PENDING},
+            lambda: self._validate_service(cmd),
+            by=cmd,
         ):
             proc = self._require_v2("serve the decision")
             penalty = self._penalty("serve the decision")
@@ -530,6 +545,7 @@ class PenaltyStages(CaseCore):
             "record a payment",
             {Stage.PAYMENT_PENDING, Stage.ENFORCEMENT},
             lambda: self._validate_payment(cmd),
+            by=cmd,
         ):
             penalty = self._penalty("record a payment")
             fine, surcharge = self.amount_due(cmd.paid_at)
@@ -611,7 +627,7 @@ class PenaltyStages(CaseCore):
     async def record_appeal(self, cmd: RecordAppeal) -> CaseState:
         """Reconsideration or litigation: enforcement goes on, the late surcharge pauses."""
         async with self._command(
-            "record an appeal", APPEAL_STAGES, lambda: self._validate_appeal(cmd)
+            "record an appeal", APPEAL_STAGES, lambda: self._validate_appeal(cmd), by=cmd
         ):
             penalty = self._penalty("record an appeal")
             if cmd.event == "filed":

@@ -34,7 +34,7 @@ class RectificationStages(CaseCore):
     async def issue_rectification_order(self, cmd: IssueRectificationOrder) -> CaseState:
         allowed = V2_ORDER_FROM if self._v2 else V1_ORDER_FROM
         async with self._command(
-            "issue a rectification order", allowed, lambda: self._validate_issue_order(cmd)
+            "issue a rectification order", allowed, lambda: self._validate_issue_order(cmd), by=cmd
         ):
             proc = self._procedure
             issued_at = workflow.now()
@@ -88,7 +88,10 @@ class RectificationStages(CaseCore):
     @workflow.update
     async def submit_rectification_report(self, cmd: SubmitRectificationReport) -> CaseState:
         async with self._command(
-            "accept a rectification report", {Stage.RECTIFYING}, lambda: self._validate_report(cmd)
+            "accept a rectification report",
+            {Stage.RECTIFYING},
+            lambda: self._validate_report(cmd),
+            by=cmd,
         ):
             self._state.report = RectificationReport(
                 submitted_at=workflow.now(),
@@ -116,6 +119,7 @@ class RectificationStages(CaseCore):
             "request an extension",
             {Stage.RECTIFYING},
             lambda: self._validate_request_extension(cmd),
+            by=cmd,
         ):
             proc = self._require_v2("request an extension")
             proc.extension = ExtensionRequest(
@@ -143,6 +147,7 @@ class RectificationStages(CaseCore):
             "decide on the extension",
             {Stage.RECTIFYING},
             lambda: self._validate_decide_extension(cmd),
+            by=cmd,
         ):
             proc = self._require_v2("decide on the extension")
             request, order = proc.extension, self._state.order
@@ -242,7 +247,10 @@ class RectificationStages(CaseCore):
     @workflow.update
     async def record_verification(self, cmd: RecordVerification) -> CaseState:
         async with self._command(
-            "record a verification", {Stage.VERIFYING}, lambda: self._validate_verification(cmd)
+            "record a verification",
+            {Stage.VERIFYING},
+            lambda: self._validate_verification(cmd),
+            by=cmd,
         ):
             self._state.verification = Verification(
                 at=workflow.now(), by=cmd.actor, passed=cmd.passed, findings=cmd.findings

@@ -149,6 +149,7 @@ class ReferralStages(CaseCore):
             "refer the case",
             WITHDRAWABLE | {Stage.SERVICE_PENDING, Stage.PAYMENT_PENDING},
             lambda: self._validate_refer(cmd),
+            by=cmd,
         ):
             await self._start_referral(cmd.actor, cmd.authority, cmd.reasons, cmd.criminal, None)
         return self._state
@@ -176,7 +177,10 @@ class ReferralStages(CaseCore):
     @workflow.update
     async def approve_referral(self, cmd: ReferralAction) -> CaseState:
         async with self._command(
-            "approve the referral", set(Stage) - {Stage.CLOSED}, lambda: self._validate_approve(cmd)
+            "approve the referral",
+            set(Stage) - {Stage.CLOSED},
+            lambda: self._validate_approve(cmd),
+            by=cmd,
         ):
             referral = self._referral("approve the referral", cmd, "awaiting_approval")
             proc = self._procedure
@@ -195,7 +199,10 @@ class ReferralStages(CaseCore):
     @workflow.update
     async def record_transfer(self, cmd: ReferralAction) -> CaseState:
         async with self._command(
-            "transfer the case", set(Stage) - {Stage.CLOSED}, lambda: self._validate_transfer(cmd)
+            "transfer the case",
+            set(Stage) - {Stage.CLOSED},
+            lambda: self._validate_transfer(cmd),
+            by=cmd,
         ):
             referral = self._referral("transfer the case", cmd, "approved")
             await self._send_referral(referral, cmd.actor)
@@ -211,6 +218,7 @@ class ReferralStages(CaseCore):
             "acknowledge the referral",
             set(Stage) - {Stage.CLOSED},
             lambda: self._validate_acknowledge(cmd),
+            by=cmd,
         ):
             referral = self._referral("acknowledge the referral", cmd, "sent")
             referral.status = "acknowledged"
@@ -232,7 +240,7 @@ class ReferralStages(CaseCore):
     @workflow.update
     async def withdraw(self, cmd: Withdraw) -> CaseState:
         async with self._command(
-            "withdraw the case", WITHDRAWABLE, lambda: self._validate_withdraw(cmd)
+            "withdraw the case", WITHDRAWABLE, lambda: self._validate_withdraw(cmd), by=cmd
         ):
             self._require_v2("withdraw the case")
             await self._advance(
@@ -260,6 +268,7 @@ class ReferralStages(CaseCore):
             "deal with responsible persons",
             set(Stage) - {Stage.CLOSED},
             lambda: self._validate_persons(cmd),
+            by=cmd,
         ):
             proc = self._require_v2("deal with responsible persons")
             proc.responsible_persons.extend(cmd.persons)
@@ -334,6 +343,7 @@ class ReferralStages(CaseCore):
             "extend the handling limit",
             WITHDRAWABLE - {Stage.FILING},
             lambda: self._validate_extend_limit(cmd),
+            by=cmd,
         ):
             proc = self._require_v2("extend the handling limit")
             old = proc.handling_deadline

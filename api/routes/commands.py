@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from fastapi import APIRouter, Path
 
+from api.auth import Caller
 from api.case_calls import COMMAND_RESPONSES, send_command
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.schemas import ReferralStep
@@ -249,8 +250,9 @@ def _command_route(command: Command) -> Endpoint:
         client: TemporalClient,
         pool: DbPool,
         settings: AppSettings,
+        caller: Caller,
     ) -> CaseStateModel:
-        return await send_command(client, pool, settings, case_id, command.update, body)
+        return await send_command(client, pool, settings, case_id, command.update, body, by=caller)
 
     endpoint.__name__ = command.update.__name__
     return endpoint
@@ -263,10 +265,11 @@ def _referral_route(update: Any) -> Endpoint:
         client: TemporalClient,
         pool: DbPool,
         settings: AppSettings,
+        caller: Caller,
         referral_id: int = Path(ge=1, le=10_000),
     ) -> CaseStateModel:
         action = ReferralAction(actor=body.actor, referral_id=referral_id, notes=body.notes)
-        return await send_command(client, pool, settings, case_id, update, action)
+        return await send_command(client, pool, settings, case_id, update, action, by=caller)
 
     endpoint.__name__ = update.__name__
     return endpoint
