@@ -131,3 +131,24 @@ async def test_bad_events_are_422_naming_the_field(api: httpx.AsyncClient) -> No
     assert response.status_code == 422 and "UTC offset" in response.json()["detail"]
     response = await api.post("/events/batch", json={"events": []})
     assert response.status_code == 422 and "events" in response.json()["detail"]
+
+
+async def test_unknown_category_is_refused_naming_it(api: httpx.AsyncClient) -> None:
+    bad = event(violation_category="astrology")
+    problem = await send(api, bad, 409)
+    assert "unknown violation category 'astrology'" in problem["detail"]
+    assert "prohibited_information" in problem["detail"]  # the known ones are listed
+    # Opened directly, the case answers why it never opened.
+    case_id = f"T-{uuid.uuid4().hex[:10]}"
+    body = {k: bad[k] for k in ("subject", "violation_category", "legal_basis", "office")}
+    opened = await api.post(
+        "/cases", json=body | {"case_id": case_id, "severity": "general", "opened_by": "x"}
+    )
+    assert opened.status_code == 201
+    for _ in range(50):
+        response = await api.get(f"/cases/{case_id}")
+        if response.status_code == 409:
+            break
+        await asyncio.sleep(0.1)
+    assert response.status_code == 409
+    assert "unknown violation category 'astrology'" in response.json()["detail"]

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.policy import PolicyActivities
@@ -45,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["COMMAND_REFUSED", "DEADLINE_ACTOR", "CaseWorkflow", "refuse"]
 
 PROCEDURE_V2 = "enforcement-procedure-v2"
+CASE_NOT_OPENED = "CaseNotOpened"
+OPENING_REFUSALS = ("UnknownCategory", "NoPolicyInForce")  # what the policy activity refuses
 DEADLINE_ACTOR = SYSTEM
 
 WAITING_FOR = {
@@ -91,6 +94,7 @@ class CaseWorkflow(
         self._procedure: CaseProcedure | None = None
         self._registered = False
         self._calendar_changed = False
+        self._open_refused: str | None = None
         self._referral_tasks: list[asyncio.Task[None]] = []
         # Commands and timers change the case one at a time.
         self._lock = asyncio.Lock()
@@ -99,6 +103,10 @@ class CaseWorkflow(
     async def run(self, opened: OpenCaseInput) -> CaseResult:
         if self._v2:
             await self._open_v2()
+            if self._open_refused is not None:
+                # Commands already waiting are refused with the reason; then the case ends.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                raise ApplicationError(self._open_refused, type=CASE_NOT_OPENED, non_retryable=True)
         else:
             await self._register_case_v1()
         while self._state.stage is not Stage.CLOSED:
@@ -137,17 +145,24 @@ class CaseWorkflow(
     async def _open_v2(self) -> None:
         async with self._lock:
             opened = self._state.opened
-            policy = await workflow.execute_activity_method(
-                PolicyActivities.case_policy,
-                CasePolicyRequest(
-                    case_id=opened.case_id,
-                    category=opened.violation_category,
-                    subject=opened.subject,
-                    opened_at=self._state.opened_at,
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-            )
+            try:
+                policy = await workflow.execute_activity_method(
+                    PolicyActivities.case_policy,
+                    CasePolicyRequest(
+                        case_id=opened.case_id,
+                        category=opened.violation_category,
+                        subject=opened.subject,
+                        opened_at=self._state.opened_at,
+                    ),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if isinstance(cause, ApplicationError) and cause.type in OPENING_REFUSALS:
+                    self._open_refused = f"case {opened.case_id} cannot open: {cause.message}"
+                    return
+                raise
             period = policy.limits.filing_decision
             self._procedure = CaseProcedure(
                 policy=policy,

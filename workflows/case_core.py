@@ -84,6 +84,7 @@ class CaseCore:
     _registered: bool
     _lock: asyncio.Lock
     _calendar_changed: bool
+    _open_refused: str | None  # why the case could not open (unknown category, no policy)
     # The API key of the command holding the lock: every audit entry it makes names it.
     _acting_key: str | None = None
 
@@ -111,6 +112,8 @@ class CaseCore:
                 f"cannot {what}: case {self._state.case_id} runs the first version of the "
                 "procedure, which does not know this command"
             )
+        if self._open_refused is not None:
+            raise refuse(self._open_refused)
         return self._procedure
 
     def _require_v2(self, what: str) -> CaseProcedure:
@@ -406,7 +409,9 @@ class _Command:
 
     async def __aenter__(self) -> None:
         wf = self._wf
-        await workflow.wait_condition(lambda: wf._registered)
+        await workflow.wait_condition(lambda: wf._registered or wf._open_refused is not None)
+        if wf._open_refused is not None:
+            raise refuse(wf._open_refused)
         await wf._lock.acquire()
         try:
             # The validator saw the stage before an earlier command or a timer changed it.

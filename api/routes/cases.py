@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Response, status
 from temporalio.client import (
     WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.case_calls import PROBLEM_RESPONSES, answer_within, bind_case
@@ -89,6 +92,7 @@ async def get_case(
     workflow_id = bind_case(case_id)
     ui_url = workflow_ui_url(settings.temporal_ui_url, settings.temporal_namespace, workflow_id)
     handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id)
+    description = None
     try:
         description = await handle.describe()
         if description.status == WorkflowExecutionStatus.RUNNING:
@@ -100,8 +104,20 @@ async def get_case(
             raise
     row = await pool.fetchrow(f"SELECT {_REGISTER_COLUMNS} FROM cases WHERE case_id = $1", case_id)
     if row is None:
+        if description is not None and description.status == WorkflowExecutionStatus.FAILED:
+            raise Problem(409, "case-not-opened", await _failure(handle), case_id=case_id)
         raise Problem(404, "case-not-found", f"no case {case_id}", case_id=case_id)
     return CaseView(source="register", temporal_ui_url=ui_url, **dict(row))
+
+
+async def _failure(handle: WorkflowHandle[Any, Any]) -> str:
+    """Why a case's workflow failed before it was registered (e.g. an unknown category)."""
+    try:
+        await handle.result()
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        return cause.message if isinstance(cause, ApplicationError) else str(cause)
+    return "the case did not open"
 
 
 def _view_from_state(state: CaseState, ui_url: str | None) -> CaseView:

@@ -140,7 +140,8 @@ async def deliver(
             id=workflow_id,
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # A case that never opened (e.g. unknown category) may be tried again.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         )
         try:
             async with answer_within(case_id, settings.case_answer_timeout_s):
