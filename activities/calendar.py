@@ -14,15 +14,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import chinese_calendar  # type: ignore[import-untyped]
 import structlog
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
+from workflows.calendar_models import (
+    WEEKDAYS as WEEKDAYS,
+)
+from workflows.calendar_models import (
+    HolidayRange,
+    MakeupWorkday,
+)
+from workflows.calendar_models import (
+    YearArrangement as YearArrangement,
+)
 from workflows.case_models import Deadline
 
 if TYPE_CHECKING:
@@ -35,7 +45,6 @@ log = structlog.get_logger(__name__)
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 PACKAGE_LOADER = "chinese-calendar"
 DayKind = Literal["workday", "rest_day", "holiday", "makeup_workday"]
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 class CalendarError(Exception):
@@ -55,95 +64,6 @@ class CalendarSpanError(CalendarError):
 
 
 # --- the arrangement file -------------------------------------------------------------------
-
-
-def _written_date(value: object) -> object:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"expected a date written YYYY-MM-DD, got {value!r}")
-    return value
-
-
-WrittenDate = Annotated[date, BeforeValidator(_written_date)]
-
-
-class _FileModel(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True
-    )
-
-
-class HolidayRange(_FileModel):
-    """Days off for one holiday, `from` and `to` inclusive (weekend days inside it included)."""
-
-    name: str = Field(min_length=1)
-    first: WrittenDate = Field(alias="from")
-    last: WrittenDate = Field(alias="to")
-
-    def days(self) -> list[date]:
-        return [self.first + timedelta(n) for n in range((self.last - self.first).days + 1)]
-
-
-class MakeupWorkday(_FileModel):
-    """A Saturday or Sunday worked in exchange for a holiday (调休)."""
-
-    day: WrittenDate = Field(alias="date")
-    for_holiday: str = Field(alias="for", min_length=1)
-
-
-class YearArrangement(_FileModel):
-    """One year's official arrangement, as the State Council publishes it."""
-
-    year: int = Field(ge=2000, le=2100)
-    source: str = Field(min_length=1, description="e.g. the State Council notice it comes from")
-    holidays: list[HolidayRange]
-    makeup_workdays: list[MakeupWorkday]
-
-    @model_validator(mode="after")
-    def _consistent(self) -> YearArrangement:
-        problems = [*self._misplaced_days(), *self._overlaps(), *self._makeup_conflicts()]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-    def _misplaced_days(self) -> Iterable[str]:
-        for i, h in enumerate(self.holidays):
-            for key, day in (("from", h.first), ("to", h.last)):
-                if day.year != self.year:
-                    yield f"holidays[{i}].{key}: {day} is not in {self.year}"
-            if h.first > h.last:
-                yield f"holidays[{i}].to: {h.last} is before from ({h.first})"
-        for j, m in enumerate(self.makeup_workdays):
-            if m.day.year != self.year:
-                yield f"makeup_workdays[{j}].date: {m.day} is not in {self.year}"
-            if m.day.weekday() < 5:
-                yield (
-                    f"makeup_workdays[{j}].date: {m.day} is a {WEEKDAYS[m.day.weekday()]}; "
-                    "a make-up working day is a Saturday or Sunday"
-                )
-
-    def _overlaps(self) -> Iterable[str]:
-        for i, a in enumerate(self.holidays):
-            for k, b in enumerate(self.holidays[i + 1 :], start=i + 1):
-                if a.first <= b.last and b.first <= a.last:
-                    yield (
-                        f"holidays[{k}]: {b.name} {b.first}..{b.last} overlaps "
-                        f"holidays[{i}] ({a.name} {a.first}..{a.last})"
-                    )
-
-    def _makeup_conflicts(self) -> Iterable[str]:
-        seen: dict[date, int] = {}
-        for j, m in enumerate(self.makeup_workdays):
-            if m.day in seen:
-                yield f"makeup_workdays[{j}].date: {m.day} is listed twice (see [{seen[m.day]}])"
-            seen.setdefault(m.day, j)
-            for i, h in enumerate(self.holidays):
-                if h.first <= m.day <= h.last:
-                    yield (
-                        f"makeup_workdays[{j}].date: {m.day} is inside holidays[{i}] "
-                        f"({h.name}); a day cannot be both a holiday and a make-up working day"
-                    )
 
 
 class _PlainYamlLoader(yaml.SafeLoader):

@@ -11,7 +11,17 @@ from fastapi import Depends, FastAPI
 from api.auth import authorize, install_access_control
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.problems import install_problem_handlers
-from api.routes import campaigns, cases, commands, events, health, history, registry, stats
+from api.routes import (
+    campaigns,
+    cases,
+    commands,
+    events,
+    health,
+    history,
+    operator,
+    registry,
+    stats,
+)
 from wiring.db import create_pool
 from wiring.settings import Settings, get_settings
 from wiring.temporal import connect_temporal
@@ -60,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(campaigns.router)
     app.include_router(stats.router)
+    app.include_router(operator.router)
     return app

@@ -122,6 +122,10 @@ ROUTE_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/cases/{case_id}"): _rule(OFFICER, SUPERVISOR, office=OfficeFrom.CASE),
     ("GET", "/cases/{case_id}/history"): _rule(OFFICER, SUPERVISOR, office=OfficeFrom.CASE),
     ("GET", "/stats"): _rule(SUPERVISOR, office=OfficeFrom.QUERY),
+    # Operators: the working-day calendar and the policy in force.
+    ("GET", "/calendar/{year}"): ADMIN_ONLY,
+    ("PUT", "/calendar/{year}"): ADMIN_ONLY,
+    ("GET", "/policy"): ADMIN_ONLY,
 }
 
 

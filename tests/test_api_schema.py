@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import schemathesis
 import uvicorn
@@ -17,11 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from activities.calendar import seed_calendar
 from api.app import create_app
-from tests.conftest import POLICIES
+from tests.conftest import MIGRATIONS, POLICIES
 from tests.test_api_integration import create_key
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedTemporal, free_port
+from wiring.migrate import migrate
 from wiring.search_attributes import ensure_search_attributes
 from wiring.settings import Settings
 from wiring.temporal import connect_temporal
@@ -97,18 +100,38 @@ class LiveApi:
             await pool.close()
 
 
+async def _database(pg_dsn: str, name: str, create: bool) -> str:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        if create:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    dsn = pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    if create:
+        await migrate(dsn, MIGRATIONS)
+        await seed_calendar(dsn)
+    return dsn
+
+
 @pytest.fixture(scope="module")
 def live_api(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+    """The API on a database of its own: generated requests may load calendars, open cases."""
+    name = f"schema_{uuid.uuid4().hex[:8]}"
+    dsn = asyncio.run(_database(pg_dsn, name, create=True))
     folder: Path = tmp_path_factory.mktemp("schema-temporal")
     temporal = EmbeddedTemporal(folder / "temporal.db", free_port(), free_port())
     temporal.start()
-    api = LiveApi(pg_dsn, temporal.address)
+    api = LiveApi(dsn, temporal.address)
     try:
         api.start()
         yield api
     finally:
         api.stop()
         temporal.stop()
+        asyncio.run(_database(pg_dsn, name, create=False))
 
 
 def test_api_never_fails_and_keeps_its_schema(live_api: LiveApi) -> None:

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from activities.deadlines import DeadlineActivities
 from activities.documents import DocumentActivities
+from activities.operator import OperatorActivities
 from activities.policy import PolicyActivities, PolicyFileError, PolicySet, load_policies
 from activities.register import CaseRegisterActivities
 from wiring.db import create_pool
@@ -26,10 +27,16 @@ from worker.interceptors import CaseLoggingInterceptor
 from workflows import search
 from workflows.campaign import CampaignWorkflow
 from workflows.case import CaseWorkflow
+from workflows.operator import LoadCalendarWorkflow, PolicySummaryWorkflow
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS: Sequence[type] = (CaseWorkflow, CampaignWorkflow)
+WORKFLOWS: Sequence[type] = (
+    CaseWorkflow,
+    CampaignWorkflow,
+    LoadCalendarWorkflow,
+    PolicySummaryWorkflow,
+)
 
 
 def activities_for(pool: asyncpg.Pool, policies: PolicySet) -> list[Any]:
@@ -37,12 +44,15 @@ def activities_for(pool: asyncpg.Pool, policies: PolicySet) -> list[Any]:
     deadlines = DeadlineActivities(pool)
     documents = DocumentActivities(pool)
     policy = PolicyActivities(pool, policies)
+    operator = OperatorActivities(pool, policies)
     return [
         register.record_case_opened,
         register.record_transition,
         deadlines.compute_deadline,
         documents.issue_document,
         policy.case_policy,
+        operator.load_calendar_year,
+        operator.policy_summary,
     ]
 
 
