@@ -260,3 +260,30 @@ async def test_collective_decision_needs_three_leaders(
     assert "at least three" in reason
     returned = await case.do("record_collective_decision", actor="director", approved=False)
     assert returned.stage is Stage.INVESTIGATING  # back for a revised report
+
+
+async def test_party_may_waive_the_defence_window_in_writing(case: Case) -> None:
+    await case.do("decide_filing")
+    await case.do("open_penalty_procedure")
+    await case.to_notice()
+    await case.do("notify_penalty", measure="fine", fine_yuan="20000")
+    state = await case.do(
+        "record_statement",
+        actor=PARTY,
+        waive_rights=True,
+        statement="We accept the facts and waive statement and hearing.",
+    )
+    assert state.stage is Stage.DECISION_PENDING  # no need to wait for the window
+    assert (await case.actions())[-2:] == ["statement_recorded", "rights_waived"]
+    decided = await case.do("decide_penalty", measure="fine", fine_yuan="20000")
+    assert decided.stage is Stage.SERVICE_PENDING
+
+
+async def test_waiver_is_refused_once_a_hearing_is_requested(case: Case) -> None:
+    await case.do("decide_filing")
+    await case.do("open_penalty_procedure")
+    await case.to_notice()
+    await case.do("notify_penalty", measure="fine", fine_yuan="200000")
+    await case.do("request_hearing", actor=PARTY)
+    reason = await case.refused("record_statement", actor=PARTY, waive_rights=True)
+    assert "a hearing was requested" in reason

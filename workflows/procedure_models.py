@@ -137,6 +137,11 @@ class NotifyPenalty(PenaltyTerms, CaseCommand):
 class RecordStatement(CaseCommand):
     actor: Actor
     statement: LongText
+    waive_rights: bool = Field(
+        False,
+        description="the party waives, in writing, any further statement, defence and hearing: "
+        "the window closes now instead of at its deadline",
+    )
 
 
 class RequestHearing(CaseCommand):

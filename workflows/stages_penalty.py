@@ -290,12 +290,24 @@ class PenaltyStages(CaseCore):
         ):
             self._penalty("record a statement").statements.append(cmd.statement)
             await self._note("statement_recorded", cmd.actor, {"statement": cmd.statement})
+            if cmd.waive_rights:
+                await self._advance(
+                    "rights_waived",
+                    Stage.DECISION_PENDING,
+                    cmd.actor,
+                    {"statement": cmd.statement},
+                )
         return self._state
 
     @record_statement.validator
     def _validate_statement(self, cmd: RecordStatement) -> None:
         self._penalty("record a statement")
         self._require_stage("record a statement", STATEMENT_STAGES)
+        if cmd.waive_rights and self._state.stage is not Stage.DEFENCE:
+            raise refuse(
+                "cannot waive the rights now: a hearing was requested; it is held, or the "
+                "party withdraws the request in writing (record it at the hearing)"
+            )
 
     @workflow.update
     async def request_hearing(self, cmd: RequestHearing) -> CaseState:
