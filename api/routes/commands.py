@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path
 from api.auth import Caller
 from api.case_calls import COMMAND_RESPONSES, send_command
 from api.deps import AppSettings, DbPool, TemporalClient
+from api.examples import COMMAND_EXAMPLES, REFERRAL_STEP_EXAMPLE, body_example
 from api.schemas import ReferralStep
 from workflows.case import CaseWorkflow
 from workflows.case_models import CaseState as CaseStateModel
@@ -282,6 +283,7 @@ for _command in COMMANDS:
         methods=["POST"],
         response_model=CaseStateModel,
         summary=_command.summary,
+        openapi_extra=body_example(COMMAND_EXAMPLES[_command.path]),
     )
 
 for _step, _update, _summary in REFERRAL_STEPS:
@@ -291,4 +293,5 @@ for _step, _update, _summary in REFERRAL_STEPS:
         methods=["POST"],
         response_model=CaseStateModel,
         summary=_summary,
+        openapi_extra=body_example(REFERRAL_STEP_EXAMPLE),
     )

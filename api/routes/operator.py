@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from api.auth import Caller
 from api.case_calls import PROBLEM_RESPONSES, answer_within
 from api.deps import AppSettings, DbPool, TemporalClient
+from api.examples import CALENDAR_EXAMPLE, body_example
 from api.problems import Problem
 from workflows.calendar_models import YearArrangement
 from workflows.operator import LoadCalendarWorkflow, PolicySummaryWorkflow
@@ -82,6 +83,7 @@ async def get_calendar(pool: DbPool, year: int = Year) -> CalendarYearView:
 
 @router.put(
     "/calendar/{year}",
+    openapi_extra=body_example(CALENDAR_EXAMPLE),
     response_model=LoadCalendarResult,
     responses={k: PROBLEM_RESPONSES[k] for k in (413, 422, 504)},
 )

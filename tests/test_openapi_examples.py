@@ -1,0 +1,76 @@
+"""Every request body in the OpenAPI schema has an example, and every example is valid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from api.app import create_app
+from api.examples import CALENDAR_EXAMPLE, COMMAND_EXAMPLES, REFERRAL_STEP_EXAMPLE
+from api.routes.campaigns import CampaignRequest
+from api.routes.commands import COMMANDS
+from api.routes.events import EventBatch, EventIn
+from api.schemas import OpenCaseRequest, ReferralStep
+from wiring.settings import Settings
+from workflows.calendar_models import YearArrangement
+
+
+def _examples(model: type[BaseModel]) -> list[Any]:
+    extra: Any = model.model_config.get("json_schema_extra") or {}
+    examples: list[Any] = extra["examples"]
+    return examples
+
+
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = create_app(Settings(_env_file=None)).openapi()
+    return schema
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    resolved: dict[str, Any] = schema
+    for part in ref.removeprefix("#/").split("/"):
+        resolved = resolved[part]
+    return resolved
+
+
+def test_every_body_has_an_example() -> None:
+    schema = _schema()
+    missing = []
+    bodies = 0
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body is None:
+                continue
+            bodies += 1
+            model = _resolve(schema, body.get("schema", {}))
+            if not (body.get("example") or body.get("examples") or model.get("examples")):
+                missing.append(f"{method.upper()} {path}")
+    assert bodies >= 35
+    assert missing == []
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[c.path for c in COMMANDS])
+def test_command_examples_are_valid(command: Any) -> None:
+    command.body.model_validate(COMMAND_EXAMPLES[command.path])
+
+
+@pytest.mark.parametrize(
+    ("model", "example"),
+    [
+        (ReferralStep, REFERRAL_STEP_EXAMPLE),
+        (YearArrangement, CALENDAR_EXAMPLE),
+        *[
+            (model, example)
+            for model in (OpenCaseRequest, EventIn, EventBatch, CampaignRequest)
+            for example in _examples(model)
+        ],
+    ],
+)
+def test_model_examples_are_valid(model: type[BaseModel], example: dict[str, Any]) -> None:
+    model.model_validate(example)
