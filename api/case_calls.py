@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
+from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -22,6 +23,8 @@ from api.problems import Problem
 from wiring.api_keys import ApiKey
 from wiring.settings import Settings
 from workflows.case_models import CaseCommand, CaseState, case_workflow_id
+
+CommandT = TypeVar("CommandT", bound=BaseModel)
 
 
 def problem(description: str) -> dict[str, Any]:
@@ -38,6 +41,19 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     k: PROBLEM_RESPONSES[k] for k in (404, 409, 413, 422, 504)
 }
+
+
+def stamped(cmd: CommandT, by: ApiKey) -> CommandT:
+    """The command with the caller's key prefix as `acting_key`; a body may not name one."""
+    if "acting_key" in cmd.model_fields_set:
+        message = "is set by the API from the key the request is sent with; leave it out"
+        raise Problem(
+            422,
+            "invalid-request",
+            f"acting_key: {message}",
+            errors=[{"field": "acting_key", "message": message}],
+        )
+    return cmd.model_copy(update={"acting_key": by.prefix})
 
 
 def bind_case(case_id: str) -> str:
@@ -75,15 +91,7 @@ async def send_command(
 ) -> CaseState:
     """Send one update as the key `by`; a refusal becomes 409 with the workflow's reason, no
     case 404. The workflow audits the key's prefix: a body cannot name another key."""
-    if "acting_key" in cmd.model_fields_set:
-        message = "is set by the API from the key the request is sent with; leave it out"
-        raise Problem(
-            422,
-            "invalid-request",
-            f"acting_key: {message}",
-            errors=[{"field": "acting_key", "message": message}],
-        )
-    cmd = cmd.model_copy(update={"acting_key": by.prefix})
+    cmd = stamped(cmd, by)
     workflow_id = bind_case(case_id)
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
     try:

@@ -152,3 +152,27 @@ async def test_unknown_category_is_refused_naming_it(api: httpx.AsyncClient) -> 
         await asyncio.sleep(0.1)
     assert response.status_code == 409
     assert "unknown violation category 'astrology'" in response.json()["detail"]
+
+
+async def test_openings_and_events_record_the_acting_key(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    opened = await send(api, event(), 201)
+    keys = await pool.fetch(
+        "SELECT action, payload->>'acting_key' AS key FROM case_audit WHERE case_id = $1"
+        " ORDER BY seq",
+        opened["case_id"],
+    )
+    prefix = api.headers["authorization"].split("_")[1]
+    assert [(row["action"], row["key"]) for row in keys] == [
+        ("case_opened", prefix),
+        ("event_violation_detected", prefix),
+    ]
+    forged = await api.post("/events", json=event(acting_key="someone-else"))
+    assert forged.status_code == 422 and "acting_key" in forged.json()["detail"]
+    forged_case = await api.post(
+        "/cases",
+        json={k: event()[k] for k in ("subject", "violation_category", "legal_basis", "office")}
+        | {"severity": "general", "opened_by": "x", "acting_key": "someone-else"},
+    )
+    assert forged_case.status_code == 422

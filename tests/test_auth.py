@@ -429,7 +429,7 @@ async def test_every_command_records_its_key_and_a_body_cannot_name_one(
         "SELECT action, actor, payload FROM case_audit WHERE case_id = $1 ORDER BY seq", case_id
     )
     assert [(r["action"], r["payload"].get("acting_key")) for r in rows] == [
-        ("case_opened", None),
+        ("case_opened", prefix(keys["admin"])),  # the key that opened it
         ("filed", prefix(keys["officer"])),
     ]
     assert rows[1]["actor"] == "officer.li"

@@ -48,6 +48,7 @@ class CampaignInput(Model):
     subjects: list[Subject] = Field(min_length=1, max_length=MAX_SUBJECTS)
     concurrency: int = Field(20, ge=1, le=100, description="case starts in flight at once")
     pause_seconds: float = Field(1.0, ge=0, le=60, description="pause between waves of starts")
+    acting_key: str | None = Field(None, description="the API key that opened the campaign")
 
 
 class CampaignProgress(Model):
@@ -89,6 +90,7 @@ class CampaignWorkflow:
             office=campaign.office,
             opened_by=campaign.opened_by,
             campaign_id=campaign.campaign_id,
+            acting_key=campaign.acting_key,
         )
         try:
             await workflow.start_child_workflow(

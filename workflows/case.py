@@ -173,7 +173,11 @@ class CaseWorkflow(
                 None,
                 Stage.FILING,
                 opened.opened_by,
-                {"policy_version": policy.version, "prior_cases": policy.prior_cases},
+                {
+                    "policy_version": policy.version,
+                    "prior_cases": policy.prior_cases,
+                    **({"acting_key": opened.acting_key} if opened.acting_key else {}),
+                },
                 None,
             )
             await workflow.execute_activity_method(

@@ -146,22 +146,6 @@ class Subject(Model):
     identifiers: SubjectIdentifiers
 
 
-class OpenCaseInput(Model):
-    """Everything a case is opened with; the case id is the business key."""
-
-    case_id: CaseId
-    subject: Subject
-    violation_category: NonEmpty = Field(examples=["prohibited_information"])
-    legal_basis: NonEmpty = Field(examples=["Cybersecurity Law art. 61"])
-    severity: Severity
-    office: NonEmpty = Field(examples=["beijing"])
-    opened_by: Actor
-    campaign_id: CaseId | None = Field(None, description="the campaign that opened the case")
-
-
-# --- commands (updates) ---------------------------------------------------------------------
-
-
 ActingKey = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -180,6 +164,22 @@ class CaseCommand(Model):
         description="the API key that gave the command: set by the API, refused in a request",
         json_schema_extra={"readOnly": True},
     )
+
+
+class OpenCaseInput(CaseCommand):
+    """Everything a case is opened with; the case id is the business key."""
+
+    case_id: CaseId
+    subject: Subject
+    violation_category: NonEmpty = Field(examples=["prohibited_information"])
+    legal_basis: NonEmpty = Field(examples=["Cybersecurity Law art. 61"])
+    severity: Severity
+    office: NonEmpty = Field(examples=["beijing"])
+    opened_by: Actor
+    campaign_id: CaseId | None = Field(None, description="the campaign that opened the case")
+
+
+# --- commands (updates) ---------------------------------------------------------------------
 
 
 class ScheduleInterview(CaseCommand):

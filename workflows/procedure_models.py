@@ -226,7 +226,7 @@ class EventType(StrEnum):
     APPEAL_FILED = "appeal_filed"
 
 
-class CaseEvent(Model):
+class CaseEvent(CaseCommand):
     """A fact an enforcement system reports about a case; the key makes it count once."""
 
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)]

@@ -24,7 +24,10 @@ class EventStages(CaseCore):
 
         Both checks run under the case lock, so concurrent duplicates take effect once."""
         async with self._command(
-            "record an event", set(Stage) - {Stage.CLOSED}, lambda: self._validate_event(event)
+            "record an event",
+            set(Stage) - {Stage.CLOSED},
+            lambda: self._validate_event(event),
+            by=event,
         ):
             proc = self._require_v2("record an event")
             if event.idempotency_key in proc.event_keys:

@@ -13,6 +13,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth import Caller
 from api.case_calls import PROBLEM_RESPONSES, answer_within
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
@@ -76,11 +77,17 @@ class CampaignView(BaseModel):
     responses={k: PROBLEM_RESPONSES[k] for k in (409, 413, 422)},
 )
 async def open_campaign(
-    body: CampaignRequest, client: TemporalClient, settings: AppSettings, response: Response
+    body: CampaignRequest,
+    client: TemporalClient,
+    settings: AppSettings,
+    response: Response,
+    caller: Caller,
 ) -> CampaignView:
     """Start the campaign: its cases open in paced waves; follow them at GET /campaigns/{id}."""
     campaign_id = body.campaign_id or f"CP-{datetime.now(UTC):%Y%m%d}-{uuid.uuid4().hex[:8]}"
-    campaign = CampaignInput.model_validate(body.model_dump() | {"campaign_id": campaign_id})
+    campaign = CampaignInput.model_validate(
+        body.model_dump() | {"campaign_id": campaign_id, "acting_key": caller.prefix}
+    )
     try:
         await client.start_workflow(
             CampaignWorkflow.run,

@@ -17,7 +17,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.case_calls import PROBLEM_RESPONSES, answer_within, bind_case
+from api.auth import Caller
+from api.case_calls import PROBLEM_RESPONSES, answer_within, bind_case, stamped
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
 from api.schemas import CaseView, OpenCaseRequest, OpenedCase
@@ -48,9 +49,14 @@ def _assign_case_id() -> str:
     responses={409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]},
 )
 async def open_case(
-    body: OpenCaseRequest, client: TemporalClient, settings: AppSettings, response: Response
+    body: OpenCaseRequest,
+    client: TemporalClient,
+    settings: AppSettings,
+    response: Response,
+    caller: Caller,
 ) -> OpenedCase:
     """Start the case's workflow. The same case id twice is refused: never two workflows."""
+    body = stamped(body, caller)  # the opening's audit entry names the key
     case_id = body.case_id or _assign_case_id()
     workflow_id = bind_case(case_id)
     opened = OpenCaseInput(**{**body.model_dump(), "case_id": case_id})

@@ -26,7 +26,8 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from api.case_calls import PROBLEM_RESPONSES, answer_within, bind_case
+from api.auth import Caller
+from api.case_calls import PROBLEM_RESPONSES, answer_within, bind_case, stamped
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
 from wiring.settings import Settings
@@ -133,6 +134,7 @@ async def deliver(
             severity=event.severity,
             office=event.office,
             opened_by=opened_by_event(event.idempotency_key),
+            acting_key=event.acting_key,
         )
         start = WithStartWorkflowOperation(
             CaseWorkflow.run,
@@ -169,10 +171,15 @@ async def deliver(
     },
 )
 async def post_event(
-    body: EventIn, client: TemporalClient, pool: DbPool, settings: AppSettings, response: Response
+    body: EventIn,
+    client: TemporalClient,
+    pool: DbPool,
+    settings: AppSettings,
+    response: Response,
+    caller: Caller,
 ) -> EventReceipt:
     """Deliver one event: 201 when it opened a case, 200 when it joined one or was a duplicate."""
-    receipt = await deliver(client, pool, settings, body)
+    receipt = await deliver(client, pool, settings, stamped(body, caller))
     response.status_code = 201 if receipt.result == "opened" else 200
     return receipt
 
@@ -183,7 +190,7 @@ async def post_event(
     responses={k: PROBLEM_RESPONSES[k] for k in (413, 422)},
 )
 async def post_events(
-    body: EventBatch, client: TemporalClient, pool: DbPool, settings: AppSettings
+    body: EventBatch, client: TemporalClient, pool: DbPool, settings: AppSettings, caller: Caller
 ) -> BatchResult:
     """Deliver up to 500 events; each item is answered on its own (one failing stops none)."""
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
@@ -191,7 +198,7 @@ async def post_events(
     async def one(index: int, event: EventIn) -> BatchItem:
         async with gate:
             try:
-                receipt = await deliver(client, pool, settings, event)
+                receipt = await deliver(client, pool, settings, stamped(event, caller))
             except Problem as problem:
                 return BatchItem(
                     index=index,
