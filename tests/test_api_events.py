@@ -176,3 +176,15 @@ async def test_openings_and_events_record_the_acting_key(
         | {"severity": "general", "opened_by": "x", "acting_key": "someone-else"},
     )
     assert forged_case.status_code == 422
+
+
+async def test_a_bad_item_in_a_batch_is_answered_in_its_place(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/events/batch", json={"events": [event(), event(type="rumour"), event()]}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    statuses = [item["status"] for item in body["results"]]
+    assert statuses == [201, 422, 201]
+    assert "type" in body["results"][1]["problem"]["detail"]
+    assert (body["opened"], body["failed"]) == (2, 1)
