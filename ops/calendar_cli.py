@@ -27,6 +27,7 @@ from activities.calendar import (
     load_arrangement_file,
     seed_calendar,
 )
+from activities.operator import OPEN_PROVISIONAL_WORKFLOWS
 from wiring.settings import Settings
 from wiring.temporal import connect_temporal
 from workflows.case import CaseWorkflow
@@ -34,10 +35,6 @@ from workflows.procedure_models import CalendarUpdated
 
 OPEN_PROVISIONAL_CASES = (
     "SELECT count(*) FROM cases WHERE deadline_provisional AND closed_at IS NULL"
-)
-OPEN_PROVISIONAL_WORKFLOWS = (
-    "SELECT workflow_id FROM cases WHERE deadline_provisional AND closed_at IS NULL"
-    " ORDER BY workflow_id"
 )
 
 

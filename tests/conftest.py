@@ -9,6 +9,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -57,6 +58,33 @@ async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(pg_dsn, min_size=1, max_size=10)
     yield pool
     await pool.close()
+
+
+@asynccontextmanager
+async def scratch_database(
+    pg_dsn: str, *, migrated: bool = True, seeded: bool = False
+) -> AsyncIterator[str]:
+    """A database of its own on the session's server (for tests that load calendars or need an
+    empty schema), dropped afterwards; yields its DSN."""
+    name = f"scratch_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        if migrated:
+            await migrate(dsn, MIGRATIONS)
+        if seeded:
+            await seed_calendar(dsn)
+        yield dsn
+    finally:
+        admin = await asyncpg.connect(pg_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 def _test_server_path() -> str:

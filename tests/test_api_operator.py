@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,11 +11,9 @@ import pytest
 import yaml
 from temporalio.testing import WorkflowEnvironment
 
-from activities.calendar import seed_calendar
-from tests.conftest import MIGRATIONS, POLICIES
+from tests.conftest import POLICIES, scratch_database
 from tests.test_api_integration import api_client, create_key
 from wiring.db import create_pool
-from wiring.migrate import migrate
 from wiring.settings import REPO_ROOT
 from worker.main import build_worker
 
@@ -29,13 +26,8 @@ EXAMPLE_2027: dict[str, Any] = yaml.safe_load(
 @pytest.fixture
 async def scratch(pg_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[str]:
     """A database of its own: loading 2027 must not reach the shared one."""
-    name = f"op_{uuid.uuid4().hex[:8]}"
-    await pool.execute(f'CREATE DATABASE "{name}"')
-    dsn = pg_dsn.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(dsn, MIGRATIONS)
-    await seed_calendar(dsn)
-    yield dsn
-    await pool.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with scratch_database(pg_dsn, seeded=True) as dsn:
+        yield dsn
 
 
 @pytest.fixture

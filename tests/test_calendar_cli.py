@@ -7,7 +7,6 @@ its own database on the session server. `ops.cli.main` runs in a thread (it call
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from activities.calendar import (
     load_arrangement_file,
 )
 from ops.cli import main
-from tests.conftest import MIGRATIONS
-from wiring.migrate import migrate
+from tests.conftest import scratch_database
 from wiring.settings import REPO_ROOT
 
 EXAMPLE_2027 = REPO_ROOT / "ops" / "examples" / "calendar-2027.yaml"
@@ -33,14 +31,10 @@ async def scratch_dsn(
     pg_dsn: str, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[str]:
     """A fresh database with the schema (no calendar yet), named by DATABASE_URL."""
-    name = f"scratch_{uuid.uuid4().hex[:8]}"
-    await pool.execute(f'CREATE DATABASE "{name}"')
-    dsn = pg_dsn.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(dsn, MIGRATIONS)
-    monkeypatch.setenv("DATABASE_URL", dsn)
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    yield dsn
-    await pool.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with scratch_database(pg_dsn) as dsn:
+        monkeypatch.setenv("DATABASE_URL", dsn)
+        monkeypatch.setenv("LOG_LEVEL", "WARNING")
+        yield dsn
 
 
 async def rectify(*argv: str) -> int:

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.conftest import MIGRATIONS
+from tests.conftest import MIGRATIONS, scratch_database
 from wiring.migrate import MigrationError, load_migrations, migrate
 
 
 @pytest.fixture
 async def scratch_dsn(pg_dsn: str, pool: asyncpg.Pool):
     """A fresh, empty database on the session server."""
-    name = f"scratch_{uuid.uuid4().hex[:8]}"
-    await pool.execute(f'CREATE DATABASE "{name}"')
-    yield pg_dsn.rsplit("/", 1)[0] + f"/{name}"
-    await pool.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with scratch_database(pg_dsn, migrated=False) as dsn:
+        yield dsn
 
 
 async def test_project_migrations_apply_once(scratch_dsn: str) -> None:

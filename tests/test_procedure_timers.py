@@ -5,7 +5,6 @@ the filing and handling limits, provisional deadlines recomputed when the calend
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -14,12 +13,10 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.calendar import seed_calendar
 from ops.cli import main as rectify
 from tests.case_driver import PARTY, SUPERVISOR, Case, open_case
-from tests.conftest import MIGRATIONS, POLICIES
+from tests.conftest import POLICIES, scratch_database
 from wiring.db import create_pool
-from wiring.migrate import migrate
 from wiring.settings import REPO_ROOT
 from worker.main import build_worker
 from workflows.case_models import Outcome, Stage
@@ -222,15 +219,10 @@ async def test_filing_decision_overdue_and_its_one_extension(
 @pytest.fixture
 async def scratch_pool(pg_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
     """A database of its own: this test loads a year the shared one must not have."""
-    name = f"cal_{uuid.uuid4().hex[:8]}"
-    await pool.execute(f'CREATE DATABASE "{name}"')
-    dsn = pg_dsn.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(dsn, MIGRATIONS)
-    await seed_calendar(dsn)
-    scratch = await create_pool(dsn)
-    yield dsn, scratch
-    await scratch.close()
-    await pool.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with scratch_database(pg_dsn, seeded=True) as dsn:
+        scratch = await create_pool(dsn)
+        yield dsn, scratch
+        await scratch.close()
 
 
 async def test_provisional_deadline_is_recomputed_when_the_year_is_loaded(

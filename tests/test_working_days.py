@@ -7,7 +7,6 @@ in a scratch database, so the example 2027 arrangement never leaks into other te
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -25,13 +24,11 @@ from activities.calendar import (
     arrangement_from_package,
     calendar_period_deadline,
     load_arrangement_file,
-    seed_calendar,
     working_deadline,
 )
 from activities.deadlines import DeadlineActivities
-from tests.conftest import MIGRATIONS
+from tests.conftest import scratch_database
 from wiring.db import create_pool
-from wiring.migrate import migrate
 from wiring.settings import REPO_ROOT
 from workflows.records import DeadlineRequest
 
@@ -219,15 +216,10 @@ async def test_activity_extends_its_span_for_long_periods(pool: asyncpg.Pool) ->
 @pytest.fixture
 async def scratch_pool(pg_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
     """A fresh database, migrated and seeded from the package: 2026 known, 2027 not."""
-    name = f"scratch_{uuid.uuid4().hex[:8]}"
-    await pool.execute(f'CREATE DATABASE "{name}"')
-    dsn = pg_dsn.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(dsn, MIGRATIONS)
-    await seed_calendar(dsn)
-    scratch = await create_pool(dsn, min_size=1, max_size=2)
-    yield scratch
-    await scratch.close()
-    await pool.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with scratch_database(pg_dsn, seeded=True) as dsn:
+        scratch = await create_pool(dsn, min_size=1, max_size=2)
+        yield scratch
+        await scratch.close()
 
 
 async def test_provisional_deadline_is_recomputed_once_2027_is_loaded(
