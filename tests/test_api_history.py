@@ -7,7 +7,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api import timeline
-from api.app import create_app
-from api.routes import history
 from api.timeline import AuditRow, DocumentRow, TimelineEntry
 from tests.conftest import new_case_id
-from tests.test_api_integration import create_key
-from wiring.settings import Settings
+from tests.test_api_integration import api_client
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
@@ -190,32 +186,6 @@ def test_workflow_steps_carry_the_workflow_clock_like_the_audit_trail() -> None:
 # --- through the API on the dev server ----------------------------------------------------------
 
 
-@asynccontextmanager
-async def history_client(
-    dev_env: WorkflowEnvironment, pg_dsn: str, task_queue: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    """As tests.test_api_integration.api_client, with the history router included."""
-    key = await create_key(pg_dsn, "admin")
-    app = create_app(
-        Settings(
-            _env_file=None,
-            database_url=pg_dsn,
-            temporal_address=dev_env.client.service_client.config.target_host,
-            task_queue=task_queue,
-            temporal_ui_url="http://localhost:8233",
-        )
-    )
-    app.include_router(history.router)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://rectify",
-            headers={"Authorization": f"Bearer {key}"},
-        ) as client:
-            yield client
-
-
 @pytest.fixture
 async def api(
     dev_env: WorkflowEnvironment,
@@ -224,7 +194,7 @@ async def api(
     pool: asyncpg.Pool,
     task_queue: str,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with history_client(dev_env, pg_dsn, task_queue) as client:
+    async with api_client(dev_env, pg_dsn, task_queue) as client:
         yield client
 
 

@@ -80,6 +80,25 @@ async def test_campaign_errors(api: httpx.AsyncClient) -> None:
     assert empty.status_code == 422 and "subjects" in empty.json()["detail"]
 
 
+def import_args(path: Path) -> list[str]:
+    """`rectify campaign import` of a file that must be refused before anything is started."""
+    return [
+        "campaign",
+        "import",
+        str(path),
+        "--title",
+        "t",
+        "--office",
+        "o",
+        "--category",
+        "c",
+        "--legal-basis",
+        "b",
+        "--by",
+        "u",
+    ]
+
+
 def write_csv(path: Path, rows: list[str]) -> Path:
     path.write_text("kind,name,app_package,domain\n" + "\n".join(rows) + "\n")
     return path
@@ -149,21 +168,7 @@ def test_csv_errors_name_line_and_column_and_start_nothing(
 ) -> None:
     monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")  # nothing may be contacted
     path = write_csv(tmp_path / "bad.csv", rows)
-    args = [
-        "campaign",
-        "import",
-        str(path),
-        "--title",
-        "t",
-        "--office",
-        "o",
-        "--category",
-        "c",
-        "--legal-basis",
-        "b",
-        "--by",
-        "u",
-    ]
+    args = import_args(path)
     assert rectify(args) == 1
     assert f"bad.csv: {message}" in capsys.readouterr().err
 
@@ -173,20 +178,6 @@ def test_csv_with_unknown_columns_is_refused(
 ) -> None:
     path = tmp_path / "cols.csv"
     path.write_text("kind,name,phone\napp,X,123\n")
-    args = [
-        "campaign",
-        "import",
-        str(path),
-        "--title",
-        "t",
-        "--office",
-        "o",
-        "--category",
-        "c",
-        "--legal-basis",
-        "b",
-        "--by",
-        "u",
-    ]
+    args = import_args(path)
     assert rectify(args) == 1
     assert "unknown column 'phone'" in capsys.readouterr().err
