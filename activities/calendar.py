@@ -23,17 +23,17 @@ import structlog
 import yaml
 from pydantic import ValidationError
 
-from workflows.calendar_models import (
+from domain.calendar_models import (
     WEEKDAYS as WEEKDAYS,
 )
-from workflows.calendar_models import (
+from domain.calendar_models import (
     HolidayRange,
     MakeupWorkday,
 )
-from workflows.calendar_models import (
+from domain.calendar_models import (
     YearArrangement as YearArrangement,
 )
-from workflows.case_models import Deadline
+from domain.models import Deadline
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy

@@ -17,8 +17,8 @@ from activities.calendar import (
     local_day,
     working_deadline,
 )
-from workflows.case_models import Deadline
-from workflows.records import DeadlineRequest
+from domain.models import Deadline
+from domain.records import DeadlineRequest
 
 __all__ = ["LOCAL_TZ", "DeadlineActivities"]
 

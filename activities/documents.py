@@ -17,7 +17,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.records import DocumentKind, DocumentRecord, IssueDocumentRequest
+from domain.records import DocumentKind, DocumentRecord, IssueDocumentRequest
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ from temporalio import activity
 
 from activities.calendar import CalendarRepository
 from activities.policy import PolicySet
-from workflows.operator_models import (
+from domain.operator_models import (
     LoadCalendarInput,
     LoadCalendarResult,
     PolicySummary,

@@ -25,9 +25,9 @@ from pydantic_core import ErrorDetails
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.case_models import SubjectIdentifiers
-from workflows.policy import CasePolicy, Policy
-from workflows.records import CasePolicyRequest
+from domain.models import SubjectIdentifiers
+from domain.policy import CasePolicy, Policy
+from domain.records import CasePolicyRequest
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ import asyncpg
 import structlog
 from temporalio import activity
 
-from workflows.records import AuditEntry, CaseOpenedRecord
+from domain.records import AuditEntry, CaseOpenedRecord
 
 log = structlog.get_logger(__name__)
 

@@ -47,9 +47,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.case_calls import answer_within
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem, problem_response
+from domain.models import case_workflow_id
 from wiring.api_keys import ApiKey, ApiKeyRepository, Role, key_prefix
 from workflows.case import CaseWorkflow
-from workflows.case_models import case_workflow_id
 
 __all__ = ["APPROVALS", "Caller", "authorize", "install_access_control", "rule_for"]
 

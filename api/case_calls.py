@@ -20,9 +20,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.problems import Problem
+from domain.models import CaseCommand, CaseState, case_workflow_id
 from wiring.api_keys import ApiKey
 from wiring.settings import Settings
-from workflows.case_models import CaseCommand, CaseState, case_workflow_id
 
 CommandT = TypeVar("CommandT", bound=BaseModel)
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
-from workflows.case_models import Outcome, Stage, SubjectIdentifiers, SubjectKind
+from domain.models import Outcome, Stage, SubjectIdentifiers, SubjectKind
 
 if TYPE_CHECKING:
     import asyncpg

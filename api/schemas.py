@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.case_models import (
+from domain.models import (
     Actor,
     CaseId,
     CaseState,

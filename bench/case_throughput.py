@@ -23,6 +23,16 @@ from typing import Any
 from temporalio.client import Client
 
 from activities.policy import load_policies
+from domain.models import (
+    IssueRectificationOrder,
+    OpenCaseInput,
+    RecordInterview,
+    RecordVerification,
+    ScheduleInterview,
+    SubmitRectificationReport,
+    case_workflow_id,
+)
+from domain.procedure_models import DecideFiling, FilingDecision
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port
 from wiring.migrate import migrate
@@ -32,16 +42,6 @@ from wiring.temporal import connect_temporal
 from worker.main import build_worker
 from workflows import search
 from workflows.case import CaseWorkflow
-from workflows.case_models import (
-    IssueRectificationOrder,
-    OpenCaseInput,
-    RecordInterview,
-    RecordVerification,
-    ScheduleInterview,
-    SubmitRectificationReport,
-    case_workflow_id,
-)
-from workflows.procedure_models import DecideFiling, FilingDecision
 
 CONFIGS: dict[str, tuple[str, ...]] = {
     "sqlite WAL (make run)": ("journal_mode=wal", "synchronous=normal"),

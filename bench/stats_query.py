@@ -35,11 +35,11 @@ from api.read_models import (
     CaseStatisticsReader,
     StatsScope,
 )
+from domain.models import Outcome, Stage
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, free_port
 from wiring.migrate import migrate
 from wiring.settings import REPO_ROOT
-from workflows.case_models import Outcome, Stage
 
 MIGRATIONS = REPO_ROOT / "migrations"
 READ_INDEXES = MIGRATIONS / "0005_read_indexes.sql"

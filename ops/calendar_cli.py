@@ -28,10 +28,10 @@ from activities.calendar import (
     seed_calendar,
 )
 from activities.operator import OPEN_PROVISIONAL_WORKFLOWS
+from domain.procedure_models import CalendarUpdated
 from wiring.settings import Settings
 from wiring.temporal import connect_temporal
 from workflows.case import CaseWorkflow
-from workflows.procedure_models import CalendarUpdated
 
 OPEN_PROVISIONAL_CASES = (
     "SELECT count(*) FROM cases WHERE deadline_provisional AND closed_at IS NULL"

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
+from domain.models import Subject, SubjectIdentifiers
 from wiring.settings import Settings
 from wiring.temporal import connect_temporal
 from workflows.campaign import (
@@ -27,7 +28,6 @@ from workflows.campaign import (
     CampaignWorkflow,
     campaign_workflow_id,
 )
-from workflows.case_models import Subject, SubjectIdentifiers
 
 IDENTIFIER_COLUMNS = tuple(SubjectIdentifiers.model_fields)
 REQUIRED_COLUMNS = ("kind", "name")

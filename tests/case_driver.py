@@ -12,10 +12,10 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from domain.models import CaseResult, CaseState, OpenCaseInput, case_workflow_id
+from domain.procedure_models import CaseProcedure
 from tests.conftest import open_case_input
 from workflows.case import CaseWorkflow
-from workflows.case_models import CaseResult, CaseState, OpenCaseInput, case_workflow_id
-from workflows.procedure_models import CaseProcedure
 
 OFFICER, SUPERVISOR, PARTY = "officer.li", "supervisor.zhao", "party:rep"
 

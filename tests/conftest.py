@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from activities.calendar import seed_calendar
 from activities.policy import load_policies
+from domain.models import OpenCaseInput, Severity, Subject, SubjectIdentifiers
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, free_port, temporal_cli
 from wiring.migrate import migrate
@@ -28,7 +29,6 @@ from wiring.search_attributes import ensure_search_attributes
 from wiring.settings import REPO_ROOT
 from worker.main import build_worker
 from workflows import search
-from workflows.case_models import OpenCaseInput, Severity, Subject, SubjectIdentifiers
 
 MIGRATIONS = REPO_ROOT / "migrations"
 POLICIES = load_policies(REPO_ROOT / "policies")

@@ -24,11 +24,11 @@ from activities.register import CaseRegisterActivities
 from api.app import create_app
 from api.read_models import LOCAL_TZ
 from api.routes import registry, stats
+from domain.models import Outcome, Stage, Subject, case_workflow_id
+from domain.records import AuditEntry, CaseOpenedRecord
 from tests.conftest import open_case_input
 from wiring.api_keys import ApiKeyRepository, KeySpec
 from wiring.settings import Settings
-from workflows.case_models import Outcome, Stage, Subject, case_workflow_id
-from workflows.records import AuditEntry, CaseOpenedRecord
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from domain.models import Outcome, Stage
 from tests.case_driver import Case, open_case
 from workflows.case import DEADLINE_ACTOR, CaseWorkflow
-from workflows.case_models import Outcome, Stage
 
 pytestmark = pytest.mark.usefixtures("ts_worker")
 

@@ -20,15 +20,15 @@ from activities.documents import (
     series_year,
 )
 from activities.register import CaseRegisterActivities
-from tests.conftest import open_case_input
-from workflows.case_models import Stage, case_workflow_id
-from workflows.records import (
+from domain.models import Stage, case_workflow_id
+from domain.records import (
     AuditEntry,
     CaseOpenedRecord,
     DocumentKind,
     DocumentRecord,
     IssueDocumentRequest,
 )
+from tests.conftest import open_case_input
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 DECISION = DocumentKind.DECISION_LETTER

@@ -20,10 +20,10 @@ import chinese_calendar  # type: ignore[import-untyped]
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from domain.models import Deadline, Outcome, Stage
+from domain.policy import Authority, Measure
+from domain.procedure_models import CaseProcedure, PenaltyProcedure
 from tests.case_driver import PARTY, Case, open_case
-from workflows.case_models import Deadline, Outcome, Stage
-from workflows.policy import Authority, Measure
-from workflows.procedure_models import CaseProcedure, PenaltyProcedure
 
 pytestmark = pytest.mark.usefixtures("ts_worker")
 

@@ -13,8 +13,8 @@ from api.routes.campaigns import CampaignRequest
 from api.routes.commands import COMMANDS
 from api.routes.events import EventBatch, EventIn
 from api.schemas import OpenCaseRequest, ReferralStep
+from domain.calendar_models import YearArrangement
 from wiring.settings import Settings
-from workflows.calendar_models import YearArrangement
 
 
 def _examples(model: type[BaseModel]) -> list[Any]:

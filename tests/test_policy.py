@@ -31,9 +31,7 @@ from activities.policy import (
     load_policy_file,
 )
 from activities.register import CaseRegisterActivities
-from tests.conftest import new_case_id, open_case_input
-from wiring.settings import REPO_ROOT
-from workflows.case_models import (
+from domain.models import (
     Outcome,
     Severity,
     Stage,
@@ -42,7 +40,7 @@ from workflows.case_models import (
     SubjectKind,
     case_workflow_id,
 )
-from workflows.policy import (
+from domain.policy import (
     Authority,
     CasePolicy,
     Measure,
@@ -55,7 +53,9 @@ from workflows.policy import (
     rung_at,
     starting_rung,
 )
-from workflows.records import AuditEntry, CaseOpenedRecord, CasePolicyRequest
+from domain.records import AuditEntry, CaseOpenedRecord, CasePolicyRequest
+from tests.conftest import new_case_id, open_case_input
+from wiring.settings import REPO_ROOT
 
 DEFAULT_FILE = REPO_ROOT / "policies" / "default.yaml"
 CATEGORIES = {

@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from domain.models import Outcome, Severity, Stage
 from tests.case_driver import PARTY, SUPERVISOR, Case, open_case
-from workflows.case_models import Outcome, Severity, Stage
 
 pytestmark = pytest.mark.usefixtures("ts_worker")
 

@@ -13,13 +13,13 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from domain.models import Outcome, Stage
 from ops.cli import main as rectify
 from tests.case_driver import PARTY, SUPERVISOR, Case, open_case
 from tests.conftest import POLICIES, scratch_database
 from wiring.db import create_pool
 from wiring.settings import REPO_ROOT
 from worker.main import build_worker
-from workflows.case_models import Outcome, Stage
 
 EXAMPLE_2027 = REPO_ROOT / "ops" / "examples" / "calendar-2027.yaml"
 

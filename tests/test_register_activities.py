@@ -15,9 +15,9 @@ from activities.calendar import (
     calendar_period_deadline,
 )
 from activities.register import CaseRegisterActivities
+from domain.models import Outcome, Stage, case_workflow_id
+from domain.records import AuditEntry, CaseOpenedRecord
 from tests.conftest import open_case_input
-from workflows.case_models import Outcome, Stage, case_workflow_id
-from workflows.records import AuditEntry, CaseOpenedRecord
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 

@@ -27,10 +27,10 @@ from activities.calendar import (
     working_deadline,
 )
 from activities.deadlines import DeadlineActivities
+from domain.records import DeadlineRequest
 from tests.conftest import scratch_database
 from wiring.db import create_pool
 from wiring.settings import REPO_ROOT
-from workflows.records import DeadlineRequest
 
 EXAMPLE_2027 = REPO_ROOT / "ops" / "examples" / "calendar-2027.yaml"
 OFFICIAL = WorkingDayCalendar.of(arrangement_from_package(2025), arrangement_from_package(2026))

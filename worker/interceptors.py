@@ -12,7 +12,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from workflows.case_models import case_id_from_workflow_id
+from domain.models import case_id_from_workflow_id
 
 
 class _BindCaseContext(ActivityInboundInterceptor):

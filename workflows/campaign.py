@@ -15,8 +15,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.case import CaseWorkflow
-    from workflows.case_models import (
+    from domain.models import (
         Actor,
         CaseId,
         Model,
@@ -25,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         Severity,
         Subject,
     )
+    from workflows.case import CaseWorkflow
 
 MAX_SUBJECTS = 2000
 

@@ -16,15 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.policy import PolicyActivities
     from activities.register import CaseRegisterActivities
-    from workflows.case_core import (
-        ACTIVITY_RETRY,
-        ACTIVITY_TIMEOUT,
-        COMMAND_REFUSED,
-        SYSTEM,
-        CaseCore,
-        refuse,
-    )
-    from workflows.case_models import (
+    from domain.models import (
         CaseResult,
         CaseState,
         Deadline,
@@ -35,8 +27,16 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         Stage,
     )
-    from workflows.procedure_models import CalendarUpdated, CaseProcedure
-    from workflows.records import CaseOpenedRecord, CasePolicyRequest
+    from domain.procedure_models import CalendarUpdated, CaseProcedure
+    from domain.records import CaseOpenedRecord, CasePolicyRequest
+    from workflows.case_core import (
+        ACTIVITY_RETRY,
+        ACTIVITY_TIMEOUT,
+        COMMAND_REFUSED,
+        SYSTEM,
+        CaseCore,
+        refuse,
+    )
     from workflows.stages_events import EventStages
     from workflows.stages_intake import IntakeStages
     from workflows.stages_penalty import PenaltyStages

@@ -21,8 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
     from activities.documents import DocumentActivities
     from activities.register import CaseRegisterActivities
-    from workflows import search
-    from workflows.case_models import (
+    from domain.models import (
         CaseCommand,
         CaseState,
         Deadline,
@@ -30,15 +29,16 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         Stage,
     )
-    from workflows.policy import Authority, Measure, rung_at, starting_rung
-    from workflows.procedure_models import CaseProcedure, PenaltyProcedure, Referral
-    from workflows.records import (
+    from domain.policy import Authority, Measure, rung_at, starting_rung
+    from domain.procedure_models import CaseProcedure, PenaltyProcedure, Referral
+    from domain.records import (
         AuditEntry,
         DeadlineRequest,
         DocumentKind,
         DocumentRecord,
         IssueDocumentRequest,
     )
+    from workflows import search
 
 COMMAND_REFUSED = "CommandRefused"
 SYSTEM = "system:deadline"

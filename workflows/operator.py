@@ -8,15 +8,15 @@ from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.operator import OperatorActivities
-    from workflows.case import CaseWorkflow
-    from workflows.case_core import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, SHANGHAI_OFFSET
-    from workflows.operator_models import (
+    from domain.operator_models import (
         LoadCalendarInput,
         LoadCalendarResult,
         PolicySummary,
         PolicySummaryRequest,
     )
-    from workflows.procedure_models import CalendarUpdated
+    from domain.procedure_models import CalendarUpdated
+    from workflows.case import CaseWorkflow
+    from workflows.case_core import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, SHANGHAI_OFFSET
 
 
 @workflow.defn(name="LoadCalendarWorkflow")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from domain.models import Stage
+    from domain.procedure_models import CaseEvent, EventReceipt
     from workflows.case_core import CaseCore
-    from workflows.case_models import Stage
-    from workflows.procedure_models import CaseEvent, EventReceipt
 
 EVENT_OPENER_PREFIX = "event:"
 

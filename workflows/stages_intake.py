@@ -8,8 +8,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.case_core import SYSTEM, CaseCore, refuse
-    from workflows.case_models import (
+    from domain.models import (
         CaseState,
         Interview,
         Outcome,
@@ -17,14 +16,15 @@ with workflow.unsafe.imports_passed_through():
         ScheduleInterview,
         Stage,
     )
-    from workflows.policy import Authority
-    from workflows.procedure_models import (
+    from domain.policy import Authority
+    from domain.procedure_models import (
         DecideFiling,
         ExtendFilingDeadline,
         FilingDecision,
         RecordNoShow,
     )
-    from workflows.records import DocumentKind
+    from domain.records import DocumentKind
+    from workflows.case_core import SYSTEM, CaseCore, refuse
 
 _ONE_MINUTE = timedelta(minutes=1)
 V1_INTERVIEW_FROM = {Stage.OPENED}

@@ -9,9 +9,8 @@ from decimal import Decimal
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.case_core import SYSTEM, CaseCore, local_day, refuse, yuan
-    from workflows.case_models import CaseState, Deadline, Outcome, Stage
-    from workflows.policy import (
+    from domain.models import CaseState, Deadline, Outcome, Stage
+    from domain.policy import (
         Authority,
         Measure,
         Rung,
@@ -22,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         persons_heavier_than_notice,
         surcharge_days,
     )
-    from workflows.procedure_models import (
+    from domain.procedure_models import (
         DecidePenalty,
         NotifyPenalty,
         OpenPenaltyProcedure,
@@ -38,7 +37,8 @@ with workflow.unsafe.imports_passed_through():
         ScheduleHearing,
         ServeDecision,
     )
-    from workflows.records import DocumentKind
+    from domain.records import DocumentKind
+    from workflows.case_core import SYSTEM, CaseCore, local_day, refuse, yuan
 
 OPEN_PROCEDURE_FROM = {Stage.FILED, Stage.INTERVIEW_SCHEDULED, Stage.INTERVIEWED, Stage.RECTIFYING}
 STATEMENT_STAGES = {Stage.DEFENCE, Stage.HEARING_SCHEDULING, Stage.HEARING_SCHEDULED}

@@ -7,8 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.case_core import SYSTEM, CaseCore, DeadlineSlot, refuse
-    from workflows.case_models import (
+    from domain.models import (
         CaseState,
         Deadline,
         IssueRectificationOrder,
@@ -20,9 +19,10 @@ with workflow.unsafe.imports_passed_through():
         SubmitRectificationReport,
         Verification,
     )
-    from workflows.policy import lenient
-    from workflows.procedure_models import DecideExtension, ExtensionRequest, RequestExtension
-    from workflows.records import DocumentKind
+    from domain.policy import lenient
+    from domain.procedure_models import DecideExtension, ExtensionRequest, RequestExtension
+    from domain.records import DocumentKind
+    from workflows.case_core import SYSTEM, CaseCore, DeadlineSlot, refuse
 
 V1_ORDER_FROM = {Stage.INTERVIEWED}
 V2_ORDER_FROM = {Stage.FILED, Stage.INTERVIEWED}

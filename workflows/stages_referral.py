@@ -10,10 +10,9 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.case_core import SYSTEM, CaseCore, refuse
-    from workflows.case_models import CaseState, Deadline, Outcome, Stage
-    from workflows.policy import Authority
-    from workflows.procedure_models import (
+    from domain.models import CaseState, Deadline, Outcome, Stage
+    from domain.policy import Authority
+    from domain.procedure_models import (
         CaseProcedure,
         DealWithResponsiblePersons,
         ExtendHandlingLimit,
@@ -22,7 +21,8 @@ with workflow.unsafe.imports_passed_through():
         ReferralAction,
         Withdraw,
     )
-    from workflows.records import DocumentKind
+    from domain.records import DocumentKind
+    from workflows.case_core import SYSTEM, CaseCore, refuse
 
 _ONE_MINUTE = timedelta(minutes=1)
 WITHDRAWABLE = {

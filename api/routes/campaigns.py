@@ -17,6 +17,7 @@ from api.auth import Caller
 from api.case_calls import PROBLEM_RESPONSES, answer_within
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
+from domain.models import Actor, CaseId, NonEmpty, Severity, Subject
 from workflows.campaign import (
     MAX_SUBJECTS,
     CampaignInput,
@@ -24,7 +25,6 @@ from workflows.campaign import (
     CampaignWorkflow,
     campaign_workflow_id,
 )
-from workflows.case_models import Actor, CaseId, NonEmpty, Severity, Subject
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 

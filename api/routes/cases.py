@@ -22,12 +22,12 @@ from api.case_calls import PROBLEM_RESPONSES, answer_within, bind_case, stamped
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
 from api.schemas import CaseView, OpenCaseRequest, OpenedCase
-from wiring.temporal import workflow_ui_url
-from workflows.case import CaseWorkflow
-from workflows.case_models import (
+from domain.models import (
     CaseState,
     OpenCaseInput,
 )
+from wiring.temporal import workflow_ui_url
+from workflows.case import CaseWorkflow
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 log = structlog.get_logger(__name__)

@@ -16,9 +16,8 @@ from api.case_calls import COMMAND_RESPONSES, send_command
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.examples import COMMAND_EXAMPLES, REFERRAL_STEP_EXAMPLE, body_example
 from api.schemas import ReferralStep
-from workflows.case import CaseWorkflow
-from workflows.case_models import CaseState as CaseStateModel
-from workflows.case_models import (
+from domain.models import CaseState as CaseStateModel
+from domain.models import (
     DecideFine,
     IssueRectificationOrder,
     RecordInterview,
@@ -26,7 +25,7 @@ from workflows.case_models import (
     ScheduleInterview,
     SubmitRectificationReport,
 )
-from workflows.procedure_models import (
+from domain.procedure_models import (
     DealWithResponsiblePersons,
     DecideExtension,
     DecideFiling,
@@ -50,6 +49,7 @@ from workflows.procedure_models import (
     ServeDecision,
     Withdraw,
 )
+from workflows.case import CaseWorkflow
 
 router = APIRouter(prefix="/cases", tags=["commands"], responses=COMMAND_RESPONSES)
 

@@ -30,10 +30,10 @@ from api.auth import Caller
 from api.case_calls import PROBLEM_RESPONSES, answer_within, bind_case, stamped
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
+from domain.models import NonEmpty, OpenCaseInput, Severity, Subject
+from domain.procedure_models import CaseEvent, EventReceipt
 from wiring.settings import Settings
 from workflows.case import CaseWorkflow
-from workflows.case_models import NonEmpty, OpenCaseInput, Severity, Subject
-from workflows.procedure_models import CaseEvent, EventReceipt
 from workflows.stages_events import opened_by_event
 
 router = APIRouter(prefix="/events", tags=["events"])

@@ -17,8 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
 from api.timeline import AuditRow, DocumentRow, TimelineEntry, build_timeline, workflow_status
+from domain.models import case_workflow_id
 from wiring.temporal import workflow_ui_url
-from workflows.case_models import case_workflow_id
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy

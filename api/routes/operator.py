@@ -17,9 +17,9 @@ from api.case_calls import PROBLEM_RESPONSES, answer_within
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.examples import CALENDAR_EXAMPLE, body_example
 from api.problems import Problem
-from workflows.calendar_models import YearArrangement
+from domain.calendar_models import YearArrangement
+from domain.operator_models import LoadCalendarInput, LoadCalendarResult, PolicySummary
 from workflows.operator import LoadCalendarWorkflow, PolicySummaryWorkflow
-from workflows.operator_models import LoadCalendarInput, LoadCalendarResult, PolicySummary
 
 router = APIRouter(tags=["operator"])
 Year = Path(ge=2000, le=2100, description="a calendar year")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from api.deps import DbPool
 from api.problems import Problem
 from api.read_models import CaseCursor, CaseFilters, CaseListReader, CasePage, InvalidCursor
-from workflows.case_models import Outcome, Stage
+from domain.models import Outcome, Stage
 
 router = APIRouter(tags=["cases"])
 

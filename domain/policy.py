@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import Field, model_validator
 
-from workflows.case_models import Model, Severity, SubjectKind
+from domain.models import Model, Severity, SubjectKind
 
 Yuan = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
 Article = Annotated[str, Field(min_length=1, max_length=200)]

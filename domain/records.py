@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from workflows.case_models import Model, OpenCaseInput, Outcome, Stage, Subject
+from domain.models import Model, OpenCaseInput, Outcome, Stage, Subject
 
 
 class AuditEntry(Model):

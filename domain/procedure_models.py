@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from workflows.case_models import (
+from domain.models import (
     Actor,
     AwareDatetime,
     CaseCommand,
@@ -19,7 +19,7 @@ from workflows.case_models import (
     NonEmpty,
     Outcome,
 )
-from workflows.policy import Authority, CasePolicy, Measure
+from domain.policy import Authority, CasePolicy, Measure
 
 Money = Annotated[Decimal, Field(gt=0, max_digits=16, decimal_places=2)]
 

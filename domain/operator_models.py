@@ -6,8 +6,8 @@ from datetime import date
 
 from pydantic import Field
 
-from workflows.calendar_models import YearArrangement
-from workflows.case_models import Model
+from domain.calendar_models import YearArrangement
+from domain.models import Model
 
 
 class LoadCalendarInput(Model):

@@ -1,0 +1,1 @@
+"""The domain: the procedure as data, the case model, policy decisions. Pure: no I/O, no clock."""
