@@ -398,10 +398,18 @@ class CalendarRepository:
         }
 
     async def snapshot(self, first: date, last: date) -> WorkingDayCalendar:
-        """Known years and days read together, consistent even while a year is replaced."""
-        async with self._conn.transaction(isolation="repeatable_read", readonly=True):
+        """Known years and days read together, consistent even while a year is replaced.
+
+        Inside a step's transaction, the years are read with FOR SHARE: a year being replaced
+        (`replace_year` updates its row) makes the step wait for it, then read the new days."""
+        if self._conn.is_in_transaction():
+            await self._conn.execute("SELECT 1 FROM calendar_years FOR SHARE")
             known = await self.known_years()
             days = await self.days_between(first, last)
+        else:
+            async with self._conn.transaction(isolation="repeatable_read", readonly=True):
+                known = await self.known_years()
+                days = await self.days_between(first, last)
         return WorkingDayCalendar(days, frozenset(known), first, last)
 
     async def arrangement(self, year: int) -> YearArrangement | None:

@@ -4,6 +4,7 @@ breaking replay: the workflow records the result; a provisional one is recompute
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import structlog
@@ -20,7 +21,12 @@ from activities.calendar import (
 from domain.models import Deadline
 from domain.records import DeadlineRequest
 
-__all__ = ["LOCAL_TZ", "DeadlineActivities"]
+__all__ = ["LOCAL_TZ", "DeadlineActivities", "compute_deadline_on"]
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +41,22 @@ def first_span_days(request: DeadlineRequest) -> int:
     return request.days + 30
 
 
+async def compute_deadline_on(conn: Connection, request: DeadlineRequest) -> Deadline:
+    """Count the period on the official calendar read through `conn` (inside the caller's
+    transaction, if any); provisional for years without data."""
+    count = working_deadline if request.kind == "working" else calendar_period_deadline
+    first = local_day(request.start)
+    span = first_span_days(request)
+    while True:
+        cal = await CalendarRepository(conn).snapshot(first, first + timedelta(span))
+        try:
+            return count(request.start, request.days, cal)
+        except CalendarSpanError:
+            if span >= MAX_SPAN_DAYS:
+                raise
+            span = min(span * 2, MAX_SPAN_DAYS)
+
+
 class DeadlineActivities:
     """Deadline activities; registered on the worker as bound methods."""
 
@@ -43,25 +65,14 @@ class DeadlineActivities:
 
     @activity.defn(name="compute_deadline")
     async def compute_deadline(self, request: DeadlineRequest) -> Deadline:
-        """Count the period on the official calendar, provisional for years without data."""
-        count = working_deadline if request.kind == "working" else calendar_period_deadline
-        first = local_day(request.start)
-        span = first_span_days(request)
-        while True:
-            async with self._pool.acquire() as conn:
-                cal = await CalendarRepository(conn).snapshot(first, first + timedelta(span))
-            try:
-                deadline = count(request.start, request.days, cal)
-            except CalendarSpanError:
-                if span >= MAX_SPAN_DAYS:
-                    raise
-                span = min(span * 2, MAX_SPAN_DAYS)
-                continue
-            log.info(
-                "deadline computed",
-                kind=deadline.kind,
-                days=deadline.days,
-                last_day=deadline.last_day,
-                provisional=deadline.provisional,
-            )
-            return deadline
+        """Recount a provisional deadline (a step sets each deadline in its own activity)."""
+        async with self._pool.acquire() as conn:
+            deadline = await compute_deadline_on(conn, request)
+        log.info(
+            "deadline computed",
+            kind=deadline.kind,
+            days=deadline.days,
+            last_day=deadline.last_day,
+            provisional=deadline.provisional,
+        )
+        return deadline

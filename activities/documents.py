@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.records import DocumentKind, DocumentRecord, IssueDocumentRequest
@@ -166,6 +165,25 @@ class DocumentRepository:
             ) from exc
         return record, True
 
+    async def issue_in_step(self, request: IssueDocumentRequest) -> DocumentRecord:
+        """Issue a document inside the step's transaction (which holds the case's lock)."""
+        record, _ = await self.issue(request)
+        return record
+
+    async def for_step(self, case_id: str, seq: int) -> list[DocumentRecord]:
+        """The documents one step issued, in the order it issued them."""
+        rows = await self._conn.fetch(
+            f"""
+            SELECT {_RECORD_COLUMNS}
+              FROM documents
+             WHERE case_id = $1 AND split_part(step, '/', 1) = $2
+             ORDER BY id
+            """,
+            case_id,
+            str(seq),
+        )
+        return [DocumentRecord.model_validate(dict(row)) for row in rows]
+
     async def for_case(self, case_id: str) -> list[CaseDocument]:
         rows = await self._conn.fetch(
             f"""
@@ -193,24 +211,3 @@ def _same_document(existing: CaseDocument, request: IssueDocumentRequest) -> Doc
             non_retryable=True,
         )
     return existing.record()
-
-
-class DocumentActivities:
-    """Activities that write documents; registered on the worker as bound methods."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-
-    @activity.defn(name="issue_document")
-    async def issue_document(self, request: IssueDocumentRequest) -> DocumentRecord:
-        """Write the document and give it the next number of its series; a retry returns the
-        same record and takes no number."""
-        async with self._pool.acquire() as conn:
-            record, written = await DocumentRepository(conn).issue(request)
-        log.info(
-            "document issued",
-            number=record.number,
-            kind=record.kind.value,
-            duplicate=not written,
-        )
-        return record

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 from zoneinfo import ZoneInfo
@@ -22,12 +22,10 @@ import structlog
 import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.models import SubjectIdentifiers
 from domain.policy import CasePolicy, Policy
-from domain.records import CasePolicyRequest
 
 log = structlog.get_logger(__name__)
 
@@ -270,17 +268,27 @@ def local_date(moment: datetime) -> date:
     return moment.astimezone(LOCAL_TZ).date()
 
 
-# $1 one single-key jsonb object per identifier, $2/$3 the window [since, before), $4 the case
-# itself, $5 the outcomes that established no offence.
+# A case counts as a prior one only once it was filed (a clue still awaiting its filing decision,
+# or one transferred instead, established nothing) and unless it was withdrawn. $1 one single-key
+# jsonb object per identifier, $2/$3 the window [since, before): strictly earlier, so two cases of
+# one subject opened at the same instant never count each other. $4 the case itself, $5 the
+# outcomes that established no offence.
 PRIOR_CASES_SQL = """
 SELECT count(*)
-  FROM cases
- WHERE subject_identifiers @> ANY($1::jsonb[])
-   AND opened_at >= $2::timestamptz
-   AND opened_at < $3::timestamptz
-   AND case_id <> $4
-   AND (outcome IS NULL OR outcome <> ALL($5::text[]))
+  FROM cases c
+ WHERE c.subject_identifiers @> ANY($1::jsonb[])
+   AND c.opened_at >= $2::timestamptz
+   AND c.opened_at < $3::timestamptz
+   AND c.case_id <> $4
+   AND (c.outcome IS NULL OR c.outcome <> ALL($5::text[]))
+   AND EXISTS (
+       SELECT 1 FROM case_audit a
+        WHERE a.case_id = c.case_id AND a.action = ANY($6::text[])
+   )
 """
+
+# The audit actions that file a case.
+FILING_ACTIONS = ("filed", "filed_summary_disposal")
 
 
 class PriorCasesRepository:
@@ -297,8 +305,8 @@ class PriorCasesRepository:
         before: datetime,
         excluding_case_id: str,
     ) -> int:
-        """Cases opened in [since, before) sharing any identifier with the subject, other than
-        the case itself, and not closed as withdrawn or not filed.
+        """Filed cases opened in [since, before) sharing any identifier with the subject, other
+        than the case itself, and not closed as withdrawn or not filed.
 
         One single-key object per identifier, each matched by containment: the GIN index
         `cases_subject_identifiers_idx` (jsonb_path_ops) serves every probe.
@@ -314,60 +322,43 @@ class PriorCasesRepository:
             before,
             excluding_case_id,
             list(NO_OFFENCE_OUTCOMES),
+            list(FILING_ACTIONS),
         )
         return int(count)
 
 
-class PolicyActivities:
-    """The policy a case opens under; registered on the worker as a bound method."""
+def case_policy(
+    policies: PolicySet, opened_at: datetime, category: str, prior_cases: int
+) -> CasePolicy:
+    """The slice of the policy in force on the case's opening day (Asia/Shanghai) for its
+    category; refuses non-retryably when no policy is in force or the category is unknown."""
+    try:
+        policy = policies.active(local_date(opened_at))
+    except PolicyNotFound as exc:
+        raise ApplicationError(str(exc), type=NO_POLICY_IN_FORCE, non_retryable=True) from exc
+    return policy_slice(policy, category, prior_cases)
 
-    def __init__(self, pool: asyncpg.Pool, policies: PolicySet) -> None:
-        self._pool = pool
-        self._policies = policies
 
-    @activity.defn(name="case_policy")
-    async def case_policy(self, request: CasePolicyRequest) -> CasePolicy:
-        """The slice of the policy in force on the case's opening day, with its subject's
-        earlier cases within the repeat-offender lookback."""
-        opened_on = local_date(request.opened_at)
-        try:
-            policy = self._policies.active(opened_on)
-        except PolicyNotFound as exc:
-            raise ApplicationError(str(exc), type=NO_POLICY_IN_FORCE, non_retryable=True) from exc
-        rules = policy.categories.get(request.category)
-        if rules is None:
-            raise ApplicationError(
-                f"unknown violation category {request.category!r} in policy {policy.version}; "
-                f"known categories: {', '.join(sorted(policy.categories))}",
-                type=UNKNOWN_CATEGORY,
-                non_retryable=True,
-            )
-        lookback = timedelta(days=policy.repeat_offender.lookback_days)
-        async with self._pool.acquire() as conn:
-            prior_cases = await PriorCasesRepository(conn).count_prior_cases(
-                request.subject.identifiers,
-                since=request.opened_at - lookback,
-                before=request.opened_at,
-                excluding_case_id=request.case_id,
-            )
-        log.info(
-            "case policy fixed",
-            case_id=request.case_id,
-            policy_version=policy.version,
-            category=request.category,
-            prior_cases=prior_cases,
+def policy_slice(policy: Policy, category: str, prior_cases: int) -> CasePolicy:
+    rules = policy.categories.get(category)
+    if rules is None:
+        raise ApplicationError(
+            f"unknown violation category {category!r} in policy {policy.version}; "
+            f"known categories: {', '.join(sorted(policy.categories))}",
+            type=UNKNOWN_CATEGORY,
+            non_retryable=True,
         )
-        case_policy = CasePolicy(
-            version=policy.version,
-            category=request.category,
-            rules=rules,
-            limits=policy.limits,
-            safeguards=policy.safeguards,
-            referrals=policy.referrals,
-            leniency=policy.leniency,
-            repeat_offender=policy.repeat_offender,
-            reminders=policy.reminders,
-            prior_cases=prior_cases,
-        )
-        # The loaded policy is shared by every call: hand out a copy nobody else holds.
-        return case_policy.model_copy(deep=True)
+    case_policy = CasePolicy(
+        version=policy.version,
+        category=category,
+        rules=rules,
+        limits=policy.limits,
+        safeguards=policy.safeguards,
+        referrals=policy.referrals,
+        leniency=policy.leniency,
+        repeat_offender=policy.repeat_offender,
+        reminders=policy.reminders,
+        prior_cases=prior_cases,
+    )
+    # The loaded policy is shared by every call: hand out a copy nobody else holds.
+    return case_policy.model_copy(deep=True)

@@ -1,16 +1,14 @@
-"""The case register and the audit trail in PostgreSQL: idempotent writes, plain SQL."""
+"""The case register and the audit trail in PostgreSQL: plain SQL, one place for the aggregate."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
-import structlog
-from temporalio import activity
 
-from domain.records import AuditEntry, CaseOpenedRecord
-
-log = structlog.get_logger(__name__)
+from domain.models import Deadline, OpenCaseInput, Stage
+from domain.records import StepRecord
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -20,13 +18,23 @@ if TYPE_CHECKING:
 
 
 class CaseRegisterRepository:
-    """All SQL for the case aggregate's writes, on one connection."""
+    """All SQL for the case register and its audit trail, on one connection."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    async def insert_case(self, record: CaseOpenedRecord) -> bool:
-        opened, entry = record.opened, record.entry
+    async def lock_case(self, case_id: str) -> None:
+        """Serialise the attempts at one case's steps until the transaction ends, so a retry
+        racing a slow first attempt finds its step written instead of writing it again."""
+        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", case_id)
+
+    async def insert_case(
+        self,
+        opened: OpenCaseInput,
+        workflow_id: str,
+        opened_at: datetime,
+        policy_version: str,
+    ) -> bool:
         status = await self._conn.execute(
             """
             INSERT INTO cases (
@@ -37,7 +45,7 @@ class CaseRegisterRepository:
             ON CONFLICT (case_id) DO NOTHING
             """,
             opened.case_id,
-            entry.workflow_id,
+            workflow_id,
             opened.subject.kind.value,
             opened.subject.name,
             opened.subject.identifiers.model_dump(mode="json", exclude_none=True),
@@ -46,15 +54,22 @@ class CaseRegisterRepository:
             opened.severity.value,
             opened.office,
             opened.opened_by,
-            entry.to_stage.value,
-            entry.occurred_at,
-            record.policy_version,
+            Stage.FILING.value,
+            opened_at,
+            policy_version,
             opened.campaign_id,
         )
         return bool(status == "INSERT 0 1")
 
-    async def append_audit(self, entry: AuditEntry) -> bool:
-        """Add the entry once; False when this idempotency key was already written."""
+    async def find_step(self, idempotency_key: str) -> dict[str, Any] | None:
+        """The payload of a step written before (a retry), or None."""
+        payload = await self._conn.fetchval(
+            "SELECT payload FROM case_audit WHERE idempotency_key = $1", idempotency_key
+        )
+        return None if payload is None else dict(payload)
+
+    async def append_audit(self, step: StepRecord, payload: dict[str, Any]) -> bool:
+        """Add the step once; False when its idempotency key was already written."""
         row_id = await self._conn.fetchval(
             """
             INSERT INTO case_audit (
@@ -64,22 +79,21 @@ class CaseRegisterRepository:
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING id
             """,
-            entry.idempotency_key,
-            entry.case_id,
-            entry.workflow_id,
-            entry.seq,
-            entry.action,
-            entry.from_stage.value if entry.from_stage else None,
-            entry.to_stage.value,
-            entry.actor,
-            entry.occurred_at,
-            entry.payload,
+            step.idempotency_key,
+            step.case_id,
+            step.workflow_id,
+            step.seq,
+            step.action,
+            step.from_stage.value if step.from_stage else None,
+            step.to_stage.value,
+            step.actor,
+            step.occurred_at,
+            payload,
         )
         return row_id is not None
 
-    async def advance_case(self, entry: AuditEntry) -> None:
-        """Move the register row to the entry's stage; an older entry never overwrites a newer."""
-        closed = entry.outcome is not None
+    async def advance_case(self, step: StepRecord, pending: Deadline | None) -> None:
+        """Move the register row to the step's stage; an older step never overwrites a newer."""
         await self._conn.execute(
             """
             UPDATE cases
@@ -89,48 +103,12 @@ class CaseRegisterRepository:
                    last_seq = $7::integer, deadline_provisional = $8::boolean
              WHERE case_id = $1 AND last_seq < $7::integer
             """,
-            entry.case_id,
-            entry.to_stage.value,
-            entry.outcome.value if entry.outcome else None,
-            entry.deadline_at,
-            entry.occurred_at,
-            closed,
-            entry.seq,
-            entry.deadline_provisional,
+            step.case_id,
+            step.to_stage.value,
+            step.outcome.value if step.outcome else None,
+            None if step.outcome is not None or pending is None else pending.due_at,
+            step.occurred_at,
+            step.outcome is not None,
+            step.seq,
+            bool(pending and pending.provisional and step.outcome is None),
         )
-
-
-class CaseRegisterActivities:
-    """Activities that write the register; registered on the worker as bound methods."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-
-    @activity.defn(name="record_case_opened")
-    async def record_case_opened(self, record: CaseOpenedRecord) -> bool:
-        """Create the register row and the first audit entry; True if written now."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            repo = CaseRegisterRepository(conn)
-            created = await repo.insert_case(record)
-            written = await repo.append_audit(record.entry)
-            if written:
-                await repo.advance_case(record.entry)
-        log.info("case registered", created=created, audit_written=written)
-        return written
-
-    @activity.defn(name="record_transition")
-    async def record_transition(self, entry: AuditEntry) -> bool:
-        """Append one step to the audit trail and move the register; True if written now."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            repo = CaseRegisterRepository(conn)
-            written = await repo.append_audit(entry)
-            if written:
-                await repo.advance_case(entry)
-        log.info(
-            "case step recorded",
-            action=entry.action,
-            stage=entry.to_stage.value,
-            seq=entry.seq,
-            duplicate=not written,
-        )
-        return written

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
@@ -43,15 +42,6 @@ Actor = Annotated[
 CaseId = Annotated[str, Field(pattern=CASE_ID_PATTERN, examples=["BJ-2026-0042"])]
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("a time must carry its UTC offset (e.g. 2026-12-01T09:30:00+08:00)")
-    return value
-
-
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
-
-
 class SubjectKind(StrEnum):
     WEBSITE = "website"
     APP = "app"
@@ -67,14 +57,12 @@ class Severity(StrEnum):
 
 
 class Stage(StrEnum):
-    FILING = "filing"  # v2: a clue awaiting the filing decision
-    OPENED = "opened"  # v1: opened, awaiting an interview
-    FILED = "filed"  # v2: filed, awaiting an interview or an order
+    FILING = "filing"  # a clue awaiting the filing decision
+    FILED = "filed"  # filed, awaiting an interview, an order or the penalty procedure
     INTERVIEW_SCHEDULED = "interview_scheduled"
     INTERVIEWED = "interviewed"
     RECTIFYING = "rectifying"
     VERIFYING = "verifying"
-    PENALTY_PENDING = "penalty_pending"  # v1: warning issued, awaiting the fine decision
     INVESTIGATING = "investigating"
     LEGAL_REVIEW = "legal_review"
     COLLECTIVE_DECISION = "collective_decision"
@@ -179,66 +167,6 @@ class OpenCaseInput(CaseCommand):
     campaign_id: CaseId | None = Field(None, description="the campaign that opened the case")
 
 
-# --- commands (updates) ---------------------------------------------------------------------
-
-
-class ScheduleInterview(CaseCommand):
-    actor: Actor
-    scheduled_for: AwareDatetime
-    place: NonEmpty
-    reason: LongText
-    attendees_required: list[NonEmpty] = Field(
-        min_length=1, description="the party's people who must attend (e.g. editor-in-chief)"
-    )
-
-
-class RecordInterview(CaseCommand):
-    actor: Actor
-    officials: list[NonEmpty] = Field(
-        min_length=2, description="at least two enforcement officials hold an interview"
-    )
-    attended_by: list[NonEmpty] = Field(min_length=1)
-    summary: LongText
-
-
-class IssueRectificationOrder(CaseCommand):
-    actor: Actor
-    period_days: int | None = Field(
-        None, ge=1, le=365, description="days to rectify (default: the category's policy)"
-    )
-    requirements: LongText
-    interim_suspension: bool = Field(
-        False, description="suspend related functions while the party rectifies"
-    )
-
-
-class SubmitRectificationReport(CaseCommand):
-    actor: Actor
-    summary: LongText
-    evidence: list[NonEmpty] = Field(default_factory=list)
-
-
-class RecordVerification(CaseCommand):
-    actor: Actor
-    passed: bool
-    findings: LongText
-    penalize: bool = Field(
-        False,
-        description="rectified, but the violation still calls for the penalty procedure "
-        "(refused where leniency applies: APL 33)",
-    )
-
-
-class DecideFine(CaseCommand):
-    actor: Actor
-    amount_yuan: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
-    legal_basis: NonEmpty
-    reasons: LongText
-
-
-# --- state ----------------------------------------------------------------------------------
-
-
 class Deadline(Model):
     """A deadline computed by an activity and kept in workflow state.
 
@@ -261,71 +189,6 @@ class Deadline(Model):
     makeup_workdays: list[str] = Field(
         default_factory=list, description="weekend days counted as working days (调休)"
     )
-
-
-class Interview(Model):
-    scheduled_for: datetime
-    place: str
-    reason: str
-    attendees_required: list[str]
-    held_at: datetime | None = None
-    officials: list[str] = Field(default_factory=list)
-    attended_by: list[str] = Field(default_factory=list)
-    summary: str | None = None
-
-
-class RectificationOrder(Model):
-    issued_at: datetime
-    issued_by: str
-    requirements: str
-    deadline: Deadline
-
-
-class RectificationReport(Model):
-    submitted_at: datetime
-    submitted_by: str
-    summary: str
-    evidence: list[str]
-
-
-class Verification(Model):
-    at: datetime
-    by: str
-    passed: bool
-    findings: str
-
-
-class IssuedWarning(Model):
-    issued_at: datetime
-    reason: str
-
-
-class FineDecision(Model):
-    decided_at: datetime
-    decided_by: str
-    amount_yuan: Decimal
-    legal_basis: str
-    reasons: str
-
-
-class CaseState(Model):
-    """Where the case is: what the query returns and every command answers with."""
-
-    case_id: str
-    workflow_id: str
-    opened: OpenCaseInput
-    opened_at: datetime
-    stage: Stage = Stage.OPENED
-    outcome: Outcome | None = None
-    closed_at: datetime | None = None
-    waiting_for: str = ""
-    interview: Interview | None = None
-    order: RectificationOrder | None = None
-    report: RectificationReport | None = None
-    verification: Verification | None = None
-    warning: IssuedWarning | None = None
-    fine: FineDecision | None = None
-    audit_seq: int = Field(0, description="number of audit entries written so far")
 
 
 class CaseResult(Model):

@@ -28,7 +28,7 @@ from activities.calendar import (
     seed_calendar,
 )
 from activities.operator import OPEN_PROVISIONAL_WORKFLOWS
-from domain.procedure_models import CalendarUpdated
+from domain.commands import CalendarUpdated
 from wiring.settings import Settings
 from wiring.temporal import connect_temporal
 from workflows.case import CaseWorkflow

@@ -1,4 +1,4 @@
-"""Drive a CaseWorkflow through its commands in tests, with sensible default bodies."""
+"""Drive a CaseWorkflow through its commands in tests, with the table's examples as bodies."""
 
 from __future__ import annotations
 
@@ -12,50 +12,18 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.models import CaseResult, CaseState, OpenCaseInput, case_workflow_id
-from domain.procedure_models import CaseProcedure
+from domain.case import CaseState, Receipt
+from domain.models import CaseResult, OpenCaseInput, case_workflow_id
+from domain.procedure import COMMANDS
 from tests.conftest import open_case_input
 from workflows.case import CaseWorkflow
+from workflows.search import case_search_attributes
 
 OFFICER, SUPERVISOR, PARTY = "officer.li", "supervisor.zhao", "party:rep"
 
+# The defaults are the procedure table's own examples (what /docs shows), less the actor.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "decide_filing": {"decision": "filed", "reasons": "Evidence of a violation."},
-    "schedule_interview": {
-        "place": "Office, room 3",
-        "reason": "the violation found by monitoring",
-        "attendees_required": ["editor-in-chief"],
-    },
-    "record_interview": {
-        "officials": ["officer.li", "officer.wang"],
-        "attended_by": ["editor-in-chief"],
-        "summary": "The party admitted the facts.",
-    },
-    "record_no_show": {"notes": "Nobody came."},
-    "issue_rectification_order": {"requirements": "Remove the content and fix the review flow."},
-    "submit_rectification_report": {"summary": "Done.", "evidence": ["screenshot.png"]},
-    "record_verification": {"passed": True, "findings": "Checked on site."},
-    "request_extension": {"days": 5, "reasons": "System migration in progress."},
-    "decide_extension": {"approved": True, "reasons": "Reasonable."},
-    "open_penalty_procedure": {"reasons": "Serious violation."},
-    "record_investigation_report": {"facts": "The facts.", "evidence": ["exhibit-1"]},
-    "record_legal_review": {"approved": True, "opinion": "Lawful and proportionate."},
-    "record_collective_decision": {
-        "approved": True,
-        "opinion": "Agreed.",
-        "participants": ["director", "deputy.a", "deputy.b"],
-    },
-    "notify_penalty": {"facts": "The facts.", "reasons": "The reasons.", "legal_basis": "law"},
-    "record_statement": {"statement": "We disagree with the amount."},
-    "request_hearing": {},
-    "record_hearing": {"record": "Both sides heard."},
-    "decide_penalty": {"reasons": "Proven.", "legal_basis": "law"},
-    "serve_decision": {"method": "direct"},
-    "refer": {"reasons": "Beyond our competence."},
-    "withdraw": {"ground": "facts_not_proven", "reasons": "Evidence insufficient."},
-    "extend_handling_limit": {"days": 30, "reasons": "Complex case."},
-    "extend_filing_deadline": {"reasons": "Complex clue."},
-    "deal_with_responsible_persons": {},
+    command.name: {k: v for k, v in command.example.items() if k != "actor"} for command in COMMANDS
 }
 
 
@@ -73,13 +41,15 @@ class Case:
     def case_id(self) -> str:
         return self.handle.id.removeprefix("case:")
 
-    async def do(self, command: str, actor: str = OFFICER, **fields: Any) -> CaseState:
-        body = {"actor": actor, **DEFAULTS.get(command, {}), **fields}
+    async def do(self, command: str, actor: str = OFFICER, **fields: Any) -> Receipt:
+        defaults = DEFAULTS[command]
+        if fields.get("measure", "fine") != "fine":
+            # The examples propose a fine; another measure comes without its amount.
+            defaults = {k: v for k, v in defaults.items() if k != "fine_yuan"}
+        body = {"actor": actor, **defaults, **fields}
         try:
-            state: CaseState = await self.handle.execute_update(
-                command, body, result_type=CaseState
-            )
-            return state
+            receipt: Receipt = await self.handle.execute_update(command, body, result_type=Receipt)
+            return receipt
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -94,11 +64,6 @@ class Case:
 
     async def state(self) -> CaseState:
         return await self.handle.query(CaseWorkflow.state)
-
-    async def procedure(self) -> CaseProcedure:
-        proc = await self.handle.query(CaseWorkflow.procedure)
-        assert proc is not None
-        return proc
 
     async def now(self) -> datetime:
         return await self.env.get_current_time()
@@ -128,11 +93,12 @@ class Case:
     # --- common paths ---------------------------------------------------------------------
 
     async def interview(self) -> None:
-        start = await self.now() + timedelta(days=2)
+        start = await self.now() + timedelta(hours=2)
         await self.do("schedule_interview", scheduled_for=start.isoformat())
+        await self.sleep_until(start)  # an interview is recorded once held, never before
         await self.do("record_interview")
 
-    async def to_rectifying(self, interview: bool = True, **order: Any) -> CaseState:
+    async def to_rectifying(self, interview: bool = True, **order: Any) -> Receipt:
         await self.do("decide_filing")
         if interview:
             await self.interview()
@@ -143,8 +109,7 @@ class Case:
         await self.do("record_investigation_report")
         stage = (await self.state()).stage.value
         if stage == "legal_review":
-            await self.do("record_legal_review", actor="legal.reviewer")
-            stage = (await self.state()).stage.value
+            stage = (await self.do("record_legal_review", actor="legal.reviewer")).stage.value
         if stage == "collective_decision":
             await self.do("record_collective_decision", actor="director")
 
@@ -154,11 +119,15 @@ async def open_case(
 ) -> Case:
     opened: OpenCaseInput = open_case_input(**overrides)
     handle = await env.client.start_workflow(
-        CaseWorkflow.run, opened, id=case_workflow_id(opened.case_id), task_queue=task_queue
+        CaseWorkflow.run,
+        opened,
+        id=case_workflow_id(opened.case_id),
+        task_queue=task_queue,
+        search_attributes=case_search_attributes(opened),
     )
     case = Case(env, handle, pool)
     for _ in range(200):  # registered: the policy is loaded and the register row written
-        if (await case.state()).audit_seq >= 1:
+        if (await case.state()).step >= 1:
             return case
         await asyncio.sleep(0.02)
     raise AssertionError(f"case {opened.case_id} was not registered")

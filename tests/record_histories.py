@@ -2,7 +2,8 @@
 
 Run it when a new workflow version lands (after guarding the change with `workflow.patched`), and
 commit the new files beside the old ones: old histories must keep replaying for as long as cases
-of that version may be running. Version 1's files were recorded before procedure v2 existed.
+of that version may be running. The files of the first two workflow shapes were removed with them
+(issue 7: nothing deployed ran them; `make clean-data` clears a development machine's cases).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from worker.main import build_worker
 from workflows import search
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
-VERSION = "v2"
+VERSION = "v3"
 QUEUE = "record-histories"
 
 
@@ -42,15 +43,14 @@ async def rectified(case: Case) -> None:
 
 
 async def deadline_missed_warned(case: Case) -> None:
-    state = await case.to_rectifying()
-    assert state.order is not None
-    await case.sleep_until(state.order.deadline.due_at, after=timedelta(hours=1))
+    await case.to_rectifying()
+    deadline = (await case.state()).deadlines["rectification"]
+    await case.sleep_until(deadline.due_at, after=timedelta(hours=1))
     await case.to_notice()
     await case.do("notify_penalty", measure="warning")
     await case.do("record_statement", actor="party:rep")
-    proc = await case.procedure()
-    assert proc.penalty is not None and proc.penalty.defence_deadline is not None
-    await case.sleep_until(proc.penalty.defence_deadline.due_at, after=timedelta(hours=1))
+    window = (await case.state()).deadlines["defence"]
+    await case.sleep_until(window.due_at, after=timedelta(hours=1))
     await case.do("decide_penalty", measure="warning")
     await case.do("serve_decision", served_at=(await case.now()).isoformat())
 
@@ -72,7 +72,17 @@ async def fined_after_hearing(case: Case) -> None:
     await case.do("record_payment", amount_yuan="200000", paid_at=(await case.now()).isoformat())
 
 
+async def referred_then_withdrawn(case: Case) -> None:
+    await case.do("decide_filing")
+    await case.do("refer", authority="police", criminal=True, reasons="A criminal clue.")
+    await case.do("approve_referral", actor=SUPERVISOR, referral_id=1)
+    await case.do("record_transfer", referral_id=1)
+    await case.do("acknowledge_referral", referral_id=1)
+    await case.do("withdraw")
+
+
 PATHS = {
+    "referred-then-withdrawn": referred_then_withdrawn,
     "rectified-after-extension": rectified,
     "deadline-missed-warned": deadline_missed_warned,
     "fined-after-hearing": fined_after_hearing,

@@ -15,7 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.models import Outcome, Stage
 from tests.case_driver import Case, open_case
-from workflows.case import DEADLINE_ACTOR, CaseWorkflow
+from workflows.case import CaseWorkflow
+from workflows.context import SYSTEM
 
 pytestmark = pytest.mark.usefixtures("ts_worker")
 
@@ -58,9 +59,8 @@ async def test_pass_path_closes_as_rectified(case: Case) -> None:
 
 
 async def test_missed_deadline_reminds_then_escalates_by_itself(case: Case) -> None:
-    state = await case.to_rectifying()
-    assert state.order is not None
-    deadline = state.order.deadline
+    await case.to_rectifying()
+    deadline = (await case.state()).deadlines["rectification"]
     assert deadline.kind == "working" and deadline.days == 5  # the category's policy
     assert deadline.due_at.astimezone(UTC).hour == 16  # 24:00 Asia/Shanghai
     row = await case.register()
@@ -73,14 +73,13 @@ async def test_missed_deadline_reminds_then_escalates_by_itself(case: Case) -> N
     await case.env.sleep(timedelta(hours=2))
     state = await case.state()
     assert state.stage is Stage.INVESTIGATING
-    proc = await case.procedure()
-    assert proc.penalty is not None and proc.penalty.measure.value == "warning"
-    assert deadline.last_day in proc.penalty.reason
+    assert state.penalty is not None and state.penalty.measure.value == "warning"
+    assert deadline.last_day in state.penalty.reason
     actor = await case.pool.fetchval(
         "SELECT actor FROM case_audit WHERE case_id = $1 AND action = 'penalty_procedure_opened'",
         case.case_id,
     )
-    assert actor == DEADLINE_ACTOR
+    assert actor == SYSTEM
     # The report arrives too late: refused, with the reason.
     reason = await case.refused("submit_rectification_report", actor="party:example")
     assert "stage investigating" in reason
@@ -140,9 +139,8 @@ async def test_search_attributes_follow_the_stage(case: Case) -> None:
     assert attributes.get(search.STAGE) == "filed"
     assert attributes.get(search.OFFICE) == "beijing"
     assert attributes.get(search.CATEGORY) == "prohibited_information"
-    proc = await case.procedure()
-    assert proc.handling_deadline is not None
-    assert attributes.get(search.NEXT_DEADLINE) == proc.handling_deadline.due_at
+    handling = (await case.state()).deadlines["handling"]
+    assert attributes.get(search.NEXT_DEADLINE) == handling.due_at
 
 
 def test_workflow_modules_never_read_the_clock_or_environment() -> None:

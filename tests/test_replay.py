@@ -10,6 +10,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from worker.main import workflow_runner
 from workflows.case import CaseWorkflow
 
 HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("case-*.json"))
@@ -25,14 +26,18 @@ def test_histories_are_recorded() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[CaseWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[CaseWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),  # the worker's own sandbox settings
+    )
     result = await replayer.replay_workflow(load(path))
     assert result.replay_failure is None
 
 
 @workflow.defn(name="CaseWorkflow", sandboxed=False)
 class ReorderedCaseWorkflow:
-    """A careless change: the case sleeps before registering itself, with no `patched` guard."""
+    """A careless change: the case sleeps before opening itself, with no `patched` guard."""
 
     @workflow.run
     async def run(self, opened: dict[str, object]) -> None:

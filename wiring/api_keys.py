@@ -24,10 +24,11 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
+
+from domain.roles import Role
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -35,11 +36,6 @@ if TYPE_CHECKING:
     Connection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
 
 
-class Role(StrEnum):
-    ENFORCEMENT_SYSTEM = "enforcement-system"
-    OFFICER = "officer"
-    SUPERVISOR = "supervisor"
-    ADMIN = "admin"
 
 
 # These act for one office; a supervisor or an admin key without an office acts for all.

@@ -72,7 +72,7 @@ class DevStack:
     def start(self) -> None:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        database_url = s.database_url
+        database_url = str(s.database_url) if s.database_url else None
         if not database_url:
             pg = EmbeddedPostgres(s.data_dir / "postgres", s.embedded_postgres_port)
             self.servers.append(pg)

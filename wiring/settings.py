@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PostgresDsn, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     rectify_env: Literal["development", "production"] = Field(
         "development", description="production refuses the embedded servers"
     )
-    database_url: str | None = Field(None, description="postgresql://user:pass@host:port/db")
+    database_url: PostgresDsn | None = Field(
+        None, description="postgresql://user:pass@host:port/db"
+    )
     temporal_address: str | None = Field(None, description="host:port of the Temporal frontend")
     temporal_namespace: str = "default"
     task_queue: str = "rectify-cases"
@@ -74,8 +76,10 @@ class Settings(BaseSettings):
                     f"RECTIFY_ENV=production needs {', '.join(missing)}: "
                     "the embedded servers are for development only"
                 )
-        if self.database_url is not None and not self.database_url.startswith(
-            ("postgresql://", "postgres://")
+        # PostgresDsn also takes driver schemes (postgresql+psycopg://); asyncpg takes neither.
+        if self.database_url is not None and self.database_url.scheme not in (
+            "postgresql",
+            "postgres",
         ):
             raise ValueError("DATABASE_URL must start with postgresql:// or postgres://")
         return self
@@ -86,7 +90,7 @@ class Settings(BaseSettings):
                 "DATABASE_URL is not set: start the whole stack with `make run`, "
                 "or point DATABASE_URL at a PostgreSQL server"
             )
-        return self.database_url
+        return str(self.database_url)
 
     def require_temporal_address(self) -> str:
         if not self.temporal_address:

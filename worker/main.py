@@ -12,12 +12,12 @@ import asyncpg
 import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.deadlines import DeadlineActivities
-from activities.documents import DocumentActivities
 from activities.operator import OperatorActivities
-from activities.policy import PolicyActivities, PolicyFileError, PolicySet, load_policies
-from activities.register import CaseRegisterActivities
+from activities.policy import PolicyFileError, PolicySet, load_policies
+from activities.steps import StepActivities
 from wiring.db import create_pool
 from wiring.logs import configure_logging
 from wiring.search_attributes import ensure_search_attributes
@@ -40,20 +40,29 @@ WORKFLOWS: Sequence[type] = (
 
 
 def activities_for(pool: asyncpg.Pool, policies: PolicySet) -> list[Any]:
-    register = CaseRegisterActivities(pool)
+    steps = StepActivities(pool, policies)
     deadlines = DeadlineActivities(pool)
-    documents = DocumentActivities(pool)
-    policy = PolicyActivities(pool, policies)
     operator = OperatorActivities(pool, policies)
     return [
-        register.record_case_opened,
-        register.record_transition,
+        steps.open_case,
+        steps.record_step,
         deadlines.compute_deadline,
-        documents.issue_document,
-        policy.case_policy,
         operator.load_calendar_year,
         operator.policy_summary,
     ]
+
+
+# The project's own deterministic modules (models, the procedure table, policy decisions) and the
+# libraries they build on are passed through the sandbox: imported once per worker, not once per
+# workflow instance. Safe because none of them does I/O or keeps mutable module state; the
+# workflow code itself (workflows.*) is still re-imported in the sandbox for every instance.
+SANDBOX_PASSTHROUGH = ("domain", "pydantic", "pydantic_core", "annotated_types")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
+    )
 
 
 def build_worker(
@@ -65,6 +74,7 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=activities_for(pool, policies),
         interceptors=[CaseLoggingInterceptor()],
+        workflow_runner=workflow_runner(),
         max_concurrent_activities=50,
     )
 

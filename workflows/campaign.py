@@ -23,8 +23,10 @@ with workflow.unsafe.imports_passed_through():
         OpenCaseInput,
         Severity,
         Subject,
+        case_workflow_id,
     )
     from workflows.case import CaseWorkflow
+    from workflows.search import case_search_attributes
 
 MAX_SUBJECTS = 2000
 
@@ -96,8 +98,9 @@ class CampaignWorkflow:
             await workflow.start_child_workflow(
                 CaseWorkflow.run,
                 opened,
-                id=f"case:{case_id}",
+                id=case_workflow_id(case_id),
                 parent_close_policy=ParentClosePolicy.ABANDON,
+                search_attributes=case_search_attributes(opened),
             )
             self._progress.started += 1
         except WorkflowAlreadyStartedError:

@@ -8,15 +8,15 @@ from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.operator import OperatorActivities
+    from domain.commands import CalendarUpdated
     from domain.operator_models import (
         LoadCalendarInput,
         LoadCalendarResult,
         PolicySummary,
         PolicySummaryRequest,
     )
-    from domain.procedure_models import CalendarUpdated
     from workflows.case import CaseWorkflow
-    from workflows.case_core import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, SHANGHAI_OFFSET
+    from workflows.context import SHANGHAI_OFFSET, STEP_RETRY, STEP_TIMEOUT
 
 
 @workflow.defn(name="LoadCalendarWorkflow")
@@ -26,8 +26,8 @@ class LoadCalendarWorkflow:
         result: LoadCalendarResult = await workflow.execute_activity_method(
             OperatorActivities.load_calendar_year,
             request,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=STEP_RETRY,
         )
         told = 0
         for workflow_id in result.provisional_cases:
@@ -50,7 +50,7 @@ class PolicySummaryWorkflow:
         summary: PolicySummary = await workflow.execute_activity_method(
             OperatorActivities.policy_summary,
             PolicySummaryRequest(on=today),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=STEP_RETRY,
         )
         return summary

@@ -1,29 +1,65 @@
-"""Commands and state of the full enforcement procedure (CaseWorkflow procedure v2)."""
+"""The commands a case takes: one pydantic model per update, each a row's body in
+domain/procedure.py. Every field added later gets a default so running cases keep replaying."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
-from domain.models import (
-    Actor,
-    AwareDatetime,
-    CaseCommand,
-    Deadline,
-    LongText,
-    Model,
-    NonEmpty,
-    Outcome,
-)
-from domain.policy import Authority, CasePolicy, Measure
+from domain.models import Actor, CaseCommand, LongText, Model, NonEmpty
+from domain.policy import Authority, Measure
 
 Money = Annotated[Decimal, Field(gt=0, max_digits=16, decimal_places=2)]
 
-# --- commands ------------------------------------------------------------------------------
+
+class ScheduleInterview(CaseCommand):
+    actor: Actor
+    scheduled_for: AwareDatetime
+    place: NonEmpty
+    reason: LongText
+    attendees_required: list[NonEmpty] = Field(
+        min_length=1, description="the party's people who must attend (e.g. editor-in-chief)"
+    )
+
+
+class RecordInterview(CaseCommand):
+    actor: Actor
+    officials: list[NonEmpty] = Field(
+        min_length=2, description="at least two enforcement officials hold an interview"
+    )
+    attended_by: list[NonEmpty] = Field(min_length=1)
+    summary: LongText
+
+
+class IssueRectificationOrder(CaseCommand):
+    actor: Actor
+    period_days: int | None = Field(
+        None, ge=1, le=365, description="days to rectify (default: the category's policy)"
+    )
+    requirements: LongText
+    interim_suspension: bool = Field(
+        False, description="suspend related functions while the party rectifies"
+    )
+
+
+class SubmitRectificationReport(CaseCommand):
+    actor: Actor
+    summary: LongText
+    evidence: list[NonEmpty] = Field(default_factory=list)
+
+
+class RecordVerification(CaseCommand):
+    actor: Actor
+    passed: bool
+    findings: LongText
+    penalize: bool = Field(
+        False,
+        description="rectified, but the violation still calls for the penalty procedure "
+        "(refused where leniency applies: APL 33)",
+    )
 
 
 class FilingDecision(StrEnum):
@@ -199,6 +235,13 @@ class ReferralAction(CaseCommand):
     notes: str = ""
 
 
+class ReferralStep(Model):
+    """A step on one referral, over HTTP: the referral is named in the path."""
+
+    actor: Actor
+    notes: str = Field("", max_length=20_000)
+
+
 class Withdraw(CaseCommand):
     actor: Actor
     ground: Literal["no_violation", "facts_not_proven"]
@@ -248,90 +291,9 @@ class CalendarUpdated(Model):
     year: int
 
 
-# --- state ---------------------------------------------------------------------------------
+EVENT_OPENER_PREFIX = "event:"
 
 
-class ExtensionRequest(Model):
-    requested_at: datetime
-    requested_by: str
-    days: int
-    reasons: str
-    decided: bool = False
-    approved: bool | None = None
-
-
-class PenaltyProcedure(Model):
-    opened_at: datetime
-    reason: str
-    rung: int
-    measure: Measure
-    investigation: RecordInvestigationReport | None = None
-    legal_review_required: bool = False
-    collective_decision_required: bool = False
-    notice: NotifyPenalty | None = None
-    notice_at: datetime | None = None
-    hearing_right: bool = False
-    defence_deadline: Deadline | None = None
-    hearing_request_deadline: Deadline | None = None
-    statements: list[str] = Field(default_factory=list)
-    hearing_requested: bool = False
-    hearing: ScheduleHearing | None = None
-    hearing_record: RecordHearing | None = None
-    decision: DecidePenalty | None = None
-    decided_at: datetime | None = None
-    service_deadline: Deadline | None = None
-    served_at: datetime | None = None
-    payment_deadline: Deadline | None = None
-    reminder_at: datetime | None = None
-    enforcement_deadline: Deadline | None = None
-    enforcement_applied_at: datetime | None = None
-    paid_yuan: Decimal | None = None
-    surcharge_yuan: Decimal = Decimal("0.00")
-    appeals_pending: list[str] = Field(default_factory=list)
-    paused_days: list[str] = Field(
-        default_factory=list, description="local days an appeal was pending (no surcharge)"
-    )
-    appeal_paused_since: datetime | None = None
-    documents: dict[str, str] = Field(default_factory=dict, description="kind → number")
-
-
-class Referral(Model):
-    referral_id: int
-    authority: Authority
-    reasons: str
-    criminal: bool
-    requested_at: datetime
-    status: Literal["awaiting_approval", "approved", "sent", "acknowledged"]
-    approval_deadline: Deadline | None = None
-    transfer_due_at: datetime | None = None
-    acknowledgement_deadline: Deadline | None = None
-    overdue: list[str] = Field(default_factory=list, description="what a supervisor must chase")
-    letter_number: str | None = None
-    closes_with: Outcome | None = Field(
-        None, description="the case closes with this outcome once acknowledged"
-    )
-
-
-class CaseProcedure(Model):
-    """Procedure-v2 state kept beside CaseState."""
-
-    policy: CasePolicy
-    filing_deadline: Deadline | None = None
-    filing_extended: bool = False
-    filed_at: datetime | None = None
-    handling_deadline: Deadline | None = None
-    handling_flags: list[str] = Field(default_factory=list)
-    interviews_held: int = 0
-    no_shows: int = 0
-    rectification_round: int = 0
-    interim_suspension: bool = False
-    extension: ExtensionRequest | None = None
-    escalations: int = 0
-    penalty: PenaltyProcedure | None = None
-    referrals: list[Referral] = Field(default_factory=list)
-    responsible_persons: list[ResponsiblePerson] = Field(default_factory=list)
-    documents: list[str] = Field(default_factory=list, description="numbers of documents issued")
-    needs_supervisor: list[str] = Field(default_factory=list)
-    event_keys: list[str] = Field(
-        default_factory=list, description="idempotency keys of the events already recorded"
-    )
+def opened_by_event(idempotency_key: str) -> str:
+    """The `opened_by` of a case an event opened: its receipt then says "opened"."""
+    return f"{EVENT_OPENER_PREFIX}{idempotency_key}"

@@ -1,0 +1,194 @@
+"""One activity per step of a case: its audit row, its register row, the documents it issues and
+the deadlines it sets, all in one PostgreSQL transaction.
+
+A step is written once under `{case_id}/{seq}`: the case and the step's number, never the run, so
+a retry after a crash, or a later run of the same case, finds the step already written and gets
+back what it wrote (the same deadlines, the same document numbers) without writing anything
+again. Deadlines are counted here, on the calendar as it is when the step happens, and stored in
+the step's audit row, so the workflow keeps them and replay never recounts them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+from temporalio import activity
+
+from activities.deadlines import compute_deadline_on
+from activities.documents import DocumentRepository
+from activities.policy import PolicySet, PriorCasesRepository, case_policy, policy_slice
+from activities.register import CaseRegisterRepository
+from domain.models import Deadline, Stage
+from domain.records import (
+    DeadlineRequest,
+    IssueDocumentRequest,
+    OpeningRequest,
+    OpeningResult,
+    PeriodRequest,
+    StepRecord,
+    StepResult,
+)
+
+log = structlog.get_logger(__name__)
+
+OPENED = "case_opened"
+FILING_PERIOD = "filing"
+
+
+def _deadlines_payload(deadlines: dict[str, Deadline]) -> dict[str, Any]:
+    return {name: deadline.model_dump(mode="json") for name, deadline in deadlines.items()}
+
+
+def _stored_deadlines(payload: dict[str, Any]) -> dict[str, Deadline]:
+    stored = payload.get("deadlines") or {}
+    return {name: Deadline.model_validate(value) for name, value in stored.items()}
+
+
+def _latest(deadlines: dict[str, Deadline], names: list[str]) -> Deadline | None:
+    chosen = [deadlines[name] for name in names if name in deadlines]
+    return max(chosen, key=lambda d: d.due_at) if chosen else None
+
+
+class StepActivities:
+    """The activities every case step runs; registered on the worker as bound methods."""
+
+    def __init__(self, pool: asyncpg.Pool, policies: PolicySet) -> None:
+        self._pool = pool
+        self._policies = policies
+
+    @activity.defn(name="open_case")
+    async def open_case(self, request: OpeningRequest) -> OpeningResult:
+        """Fix the policy slice (with the subject's prior cases), count the filing deadline,
+        write the register row and the first audit entry: one transaction."""
+        opened = request.opened
+        step = StepRecord(
+            case_id=opened.case_id,
+            workflow_id=request.workflow_id,
+            office=opened.office,
+            seq=1,
+            action=OPENED,
+            from_stage=None,
+            to_stage=Stage.FILING,
+            actor=opened.opened_by,
+            occurred_at=request.opened_at,
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            register = CaseRegisterRepository(conn)
+            await register.lock_case(opened.case_id)
+            stored = await register.find_step(step.idempotency_key)
+            if stored is not None:
+                policy = policy_slice(
+                    self._policies.get(stored["policy_version"]),
+                    opened.violation_category,
+                    int(stored["prior_cases"]),
+                )
+                return OpeningResult(
+                    policy=policy,
+                    filing_deadline=_stored_deadlines(stored)[FILING_PERIOD],
+                    duplicate=True,
+                )
+            policy = case_policy(self._policies, request.opened_at, opened.violation_category, 0)
+            lookback = timedelta(days=policy.repeat_offender.lookback_days)
+            prior = await PriorCasesRepository(conn).count_prior_cases(
+                opened.subject.identifiers,
+                since=request.opened_at - lookback,
+                before=request.opened_at,
+                excluding_case_id=opened.case_id,
+            )
+            policy.prior_cases = prior
+            period = policy.limits.filing_decision
+            filing = await compute_deadline_on(
+                conn, DeadlineRequest(start=request.opened_at, days=period.days, kind=period.kind)
+            )
+            payload: dict[str, Any] = {
+                "policy_version": policy.version,
+                "prior_cases": prior,
+                "deadlines": _deadlines_payload({FILING_PERIOD: filing}),
+            }
+            if opened.acting_key:
+                payload["acting_key"] = opened.acting_key
+            await register.insert_case(
+                opened, request.workflow_id, request.opened_at, policy.version
+            )
+            await register.append_audit(step, payload)
+            await register.advance_case(step, filing)
+        log.info(
+            "case opened",
+            case_id=opened.case_id,
+            policy_version=policy.version,
+            prior_cases=prior,
+        )
+        return OpeningResult(policy=policy, filing_deadline=filing)
+
+    @activity.defn(name="record_step")
+    async def record_step(self, step: StepRecord) -> StepResult:
+        """Write one step: deadlines counted, documents numbered, audit row, register row."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            register = CaseRegisterRepository(conn)
+            await register.lock_case(step.case_id)
+            stored = await register.find_step(step.idempotency_key)
+            documents = DocumentRepository(conn)
+            if stored is not None:
+                written = await documents.for_step(step.case_id, step.seq)
+                log.info("case step found written", action=step.action, seq=step.seq)
+                return StepResult(
+                    seq=step.seq,
+                    documents=written,
+                    deadlines=_stored_deadlines(stored),
+                    duplicate=True,
+                )
+            deadlines = {p.name: await _count(conn, p) for p in step.periods}
+            issued = [
+                await documents.issue_in_step(_document_request(step, draft_index, deadlines))
+                for draft_index in range(len(step.documents))
+            ]
+            payload = dict(step.payload)
+            if deadlines:
+                payload["deadlines"] = _deadlines_payload(deadlines)
+            if issued:
+                payload["documents"] = [record.number for record in issued]
+                payload["document"] = issued[0].number
+            await register.append_audit(step, payload)
+            pending = step.pending or _latest(deadlines, step.pending_periods)
+            await register.advance_case(step, pending)
+        log.info(
+            "case step recorded",
+            action=step.action,
+            stage=step.to_stage.value,
+            seq=step.seq,
+            documents=[record.number for record in issued],
+        )
+        return StepResult(seq=step.seq, documents=issued, deadlines=deadlines)
+
+
+async def _count(conn: Any, period: PeriodRequest) -> Deadline:
+    return await compute_deadline_on(
+        conn, DeadlineRequest(start=period.start, days=period.days, kind=period.kind)
+    )
+
+
+def _document_request(
+    step: StepRecord, index: int, deadlines: dict[str, Deadline]
+) -> IssueDocumentRequest:
+    draft = step.documents[index]
+    content = dict(draft.content)
+    if deadlines:
+        # What the party must know of the periods this step set: the last day and how it counts.
+        content["deadlines"] = {
+            name: {"last_day": d.last_day, "explanation": d.explanation}
+            for name, d in deadlines.items()
+        }
+    return IssueDocumentRequest(
+        case_id=step.case_id,
+        workflow_id=step.workflow_id,
+        step=f"{step.seq}/{draft.kind.value}",
+        kind=draft.kind,
+        office=step.office,
+        actor=step.actor,
+        issued_at=step.occurred_at,
+        title=draft.title,
+        content=content,
+    )
