@@ -26,6 +26,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && pip install --no-cache-dir -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
+COPY domain/ domain/
 COPY workflows/ workflows/
 COPY activities/ activities/
 COPY worker/ worker/

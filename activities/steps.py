@@ -16,10 +16,18 @@ from typing import Any
 import asyncpg
 import structlog
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.deadlines import compute_deadline_on
 from activities.documents import DocumentRepository
-from activities.policy import PolicySet, PriorCasesRepository, case_policy, policy_slice
+from activities.policy import (
+    NO_POLICY_IN_FORCE,
+    PolicyNotFound,
+    PolicySet,
+    PriorCasesRepository,
+    case_policy,
+    policy_slice,
+)
 from activities.register import CaseRegisterRepository
 from domain.models import Deadline, Stage
 from domain.records import (
@@ -80,10 +88,14 @@ class StepActivities:
             await register.lock_case(opened.case_id)
             stored = await register.find_step(step.idempotency_key)
             if stored is not None:
+                try:
+                    written_under = self._policies.get(stored["policy_version"])
+                except PolicyNotFound as exc:  # the worker lost the version the case opened under
+                    raise ApplicationError(
+                        str(exc), type=NO_POLICY_IN_FORCE, non_retryable=True
+                    ) from exc
                 policy = policy_slice(
-                    self._policies.get(stored["policy_version"]),
-                    opened.violation_category,
-                    int(stored["prior_cases"]),
+                    written_under, opened.violation_category, int(stored["prior_cases"])
                 )
                 return OpeningResult(
                     policy=policy,
@@ -174,6 +186,9 @@ def _document_request(
     step: StepRecord, index: int, deadlines: dict[str, Deadline]
 ) -> IssueDocumentRequest:
     draft = step.documents[index]
+    # `{seq}/{kind}`, and `{seq}/{kind}/{n}` for the n-th document of one kind in one step.
+    same_kind = sum(1 for d in step.documents[: index + 1] if d.kind is draft.kind)
+    name = f"{step.seq}/{draft.kind.value}" + (f"/{same_kind}" if same_kind > 1 else "")
     content = dict(draft.content)
     if deadlines:
         # What the party must know of the periods this step set: the last day and how it counts.
@@ -184,7 +199,7 @@ def _document_request(
     return IssueDocumentRequest(
         case_id=step.case_id,
         workflow_id=step.workflow_id,
-        step=f"{step.seq}/{draft.kind.value}",
+        step=name,
         kind=draft.kind,
         office=step.office,
         actor=step.actor,

@@ -15,20 +15,23 @@ from temporalio.testing import ActivityEnvironment
 from activities.documents import (
     CASE_NOT_REGISTERED,
     DOCUMENT_KEY_REUSED,
-    DocumentActivities,
+    ISSUED_AT_WITHOUT_ZONE,
     DocumentRepository,
     series_year,
 )
-from activities.register import CaseRegisterActivities
+from activities.steps import StepActivities
 from domain.models import Stage, case_workflow_id
 from domain.records import (
-    AuditEntry,
-    CaseOpenedRecord,
+    DocumentDraft,
     DocumentKind,
     DocumentRecord,
     IssueDocumentRequest,
+    OpeningRequest,
+    PeriodRequest,
+    StepRecord,
+    StepResult,
 )
-from tests.conftest import open_case_input
+from tests.conftest import POLICIES, open_case_input
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 DECISION = DocumentKind.DECISION_LETTER
@@ -40,20 +43,13 @@ def new_office() -> str:
 
 
 async def registered_case(pool: asyncpg.Pool, office: str) -> str:
-    """A case row for documents to belong to, written the way the workflow writes it."""
+    """A case row for documents to belong to, opened the way the workflow opens it."""
     opened = open_case_input(office=office)
-    entry = AuditEntry(
-        case_id=opened.case_id,
-        workflow_id=case_workflow_id(opened.case_id),
-        seq=1,
-        action="case_opened",
-        from_stage=None,
-        to_stage=Stage.OPENED,
-        actor="officer.li",
-        occurred_at=T0,
+    request = OpeningRequest(
+        opened=opened, workflow_id=case_workflow_id(opened.case_id), opened_at=T0
     )
-    record = CaseOpenedRecord(opened=opened, entry=entry)
-    assert await ActivityEnvironment().run(CaseRegisterActivities(pool).record_case_opened, record)
+    result = await ActivityEnvironment().run(StepActivities(pool, POLICIES).open_case, request)
+    assert not result.duplicate
     return opened.case_id
 
 
@@ -81,7 +77,10 @@ def issue_request(
 
 
 async def issue(pool: asyncpg.Pool, request: IssueDocumentRequest) -> DocumentRecord:
-    return await ActivityEnvironment().run(DocumentActivities(pool).issue_document, request)
+    """One document on its own connection (record_step issues them inside its transaction)."""
+    async with pool.acquire() as conn:
+        record, _ = await DocumentRepository(conn).issue(request)
+    return record
 
 
 async def series_counter(
@@ -109,8 +108,10 @@ async def test_same_request_twice_writes_one_document(pool: asyncpg.Pool) -> Non
     office = new_office()
     case_id = await registered_case(pool, office)
     request = issue_request(case_id, office, "7/decision_letter")
-    first = await issue(pool, request)
-    again = await issue(pool, request)  # the retry after a crash
+    async with pool.acquire() as conn:
+        first, written = await DocumentRepository(conn).issue(request)
+        again, written_again = await DocumentRepository(conn).issue(request)  # the retry
+    assert (written, written_again) == (True, False)
     assert again == first
     assert (first.kind, first.sequence, first.year) == (DECISION, 1, 2026)
     assert first.number == f"{office}-decision_letter-2026-0001"
@@ -118,7 +119,7 @@ async def test_same_request_twice_writes_one_document(pool: asyncpg.Pool) -> Non
     row = await pool.fetchrow("SELECT * FROM documents WHERE case_id = $1", case_id)
     assert await pool.fetchval("SELECT count(*) FROM documents WHERE case_id = $1", case_id) == 1
     assert row is not None and row["id"] == first.document_id
-    assert row["idempotency_key"] == f"{case_workflow_id(case_id)}/7/decision_letter"
+    assert row["idempotency_key"] == f"{case_id}/7/decision_letter"  # the case, not the run
     assert (row["title"], row["actor"]) == (request.title, "officer.li")
     assert row["content"] == {"step": "7/decision_letter", "fine_yuan": 50_000}
     assert await series_counter(pool, office, 2026) == 1
@@ -314,3 +315,159 @@ async def test_a_document_cannot_skip_the_series(pool: asyncpg.Pool) -> None:
         with pytest.raises(asyncpg.CheckViolationError, match="series is at 1"):
             await DocumentRepository(conn).insert(request, 2026, 5)
     assert await sequences(pool, office) == [1]
+
+
+# --- documents issued by a step (record_step) -------------------------------------------------
+
+
+def step_record(case_id: str, office: str, seq: int, *kinds: DocumentKind, **kw: Any) -> StepRecord:
+    values: dict[str, Any] = {
+        "case_id": case_id,
+        "workflow_id": case_workflow_id(case_id),
+        "office": office,
+        "seq": seq,
+        "action": f"step_{seq}",
+        "from_stage": Stage.FILED,
+        "to_stage": Stage.DEFENCE,
+        "actor": "officer.li",
+        "occurred_at": T0 + timedelta(hours=seq),
+        "documents": [
+            DocumentDraft(kind=kind, title=f"{kind.value} {seq}", content={"seq": seq})
+            for kind in kinds
+        ],
+    }
+    values.update(kw)
+    return StepRecord.model_validate(values)
+
+
+async def record(pool: asyncpg.Pool, step: StepRecord) -> StepResult:
+    return await ActivityEnvironment().run(StepActivities(pool, POLICIES).record_step, step)
+
+
+async def audit_seqs(pool: asyncpg.Pool, case_id: str) -> list[int]:
+    rows = await pool.fetch("SELECT seq FROM case_audit WHERE case_id = $1 ORDER BY id", case_id)
+    return [row["seq"] for row in rows]
+
+
+async def test_a_step_retry_gets_the_same_documents_and_takes_no_number(
+    pool: asyncpg.Pool,
+) -> None:
+    office = new_office()
+    case_id = await registered_case(pool, office)
+    notice = DocumentKind.PRIOR_NOTICE
+    step = step_record(case_id, office, 2, notice, DECISION)
+    first = await record(pool, step)
+    again = await record(pool, step)  # the retry after a lost answer
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.documents == first.documents
+    assert [d.number for d in first.documents] == [
+        f"{office}-prior_notice-2026-0001",
+        f"{office}-decision_letter-2026-0001",
+    ]
+    assert await audit_seqs(pool, case_id) == [1, 2]  # no second audit row
+    assert await series_counter(pool, office, 2026, notice) == 1
+    assert await series_counter(pool, office, 2026, DECISION) == 1
+    audit = await pool.fetchval(
+        "SELECT payload FROM case_audit WHERE case_id = $1 AND seq = 2", case_id
+    )
+    assert audit["documents"] == [d.number for d in first.documents]
+    assert audit["document"] == first.documents[0].number
+    rows = await pool.fetch(
+        "SELECT step, idempotency_key, title, content, issued_at FROM documents"
+        " WHERE case_id = $1 ORDER BY id",
+        case_id,
+    )
+    assert [(r["step"], r["idempotency_key"]) for r in rows] == [
+        ("2/prior_notice", f"{case_id}/2/prior_notice"),
+        ("2/decision_letter", f"{case_id}/2/decision_letter"),
+    ]
+    assert [r["title"] for r in rows] == ["prior_notice 2", "decision_letter 2"]
+    assert rows[0]["content"] == {"seq": 2}
+    assert {r["issued_at"] for r in rows} == {step.occurred_at}
+    # The next step's letter takes the next number: the retry left no gap.
+    later = await record(pool, step_record(case_id, office, 3, DECISION))
+    assert [d.sequence for d in later.documents] == [2]
+    assert await sequences(pool, office) == [1, 2]
+    assert await sequences(pool, office, notice) == [1]
+
+
+async def test_concurrent_attempts_at_one_step_write_it_once(pool: asyncpg.Pool) -> None:
+    office = new_office()
+    case_id = await registered_case(pool, office)
+    step = step_record(case_id, office, 2, DECISION)
+    results = await asyncio.gather(*(record(pool, step) for _ in range(6)))
+    assert sorted(r.duplicate for r in results) == [False] + [True] * 5
+    assert {tuple(d.number for d in r.documents) for r in results} == {
+        (f"{office}-decision_letter-2026-0001",)
+    }
+    assert await audit_seqs(pool, case_id) == [1, 2]
+    assert await series_counter(pool, office, 2026) == 1
+    assert await sequences(pool, office) == [1]
+
+
+async def test_a_failed_step_writes_nothing_and_gives_its_numbers_back(
+    pool: asyncpg.Pool,
+) -> None:
+    """The documents are numbered, then the audit row fails (PostgreSQL refuses a NUL in
+    jsonb): the one transaction rolls back, numbers and all."""
+    office = new_office()
+    case_id = await registered_case(pool, office)
+    register_before = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+    broken = step_record(case_id, office, 2, DECISION, payload={"note": "a\x00b"})
+    with pytest.raises(asyncpg.PostgresError):
+        await record(pool, broken)
+    assert await audit_seqs(pool, case_id) == [1]
+    assert await pool.fetchval("SELECT count(*) FROM documents WHERE case_id = $1", case_id) == 0
+    assert await series_counter(pool, office, 2026) is None
+    after = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+    assert register_before is not None and after is not None
+    assert dict(after) == dict(register_before)
+    # The retry that works takes number 1.
+    fixed = await record(pool, broken.model_copy(update={"payload": {"note": "ab"}}))
+    assert (fixed.duplicate, [d.sequence for d in fixed.documents]) == (False, [1])
+
+
+async def test_a_document_without_a_zone_refuses_the_whole_step(pool: asyncpg.Pool) -> None:
+    office = new_office()
+    case_id = await registered_case(pool, office)
+    naive = step_record(case_id, office, 2, DECISION, occurred_at=datetime(2026, 3, 2, 9, 0))
+    with pytest.raises(ApplicationError) as refused:
+        await record(pool, naive)
+    assert refused.value.type == ISSUED_AT_WITHOUT_ZONE and refused.value.non_retryable
+    assert await audit_seqs(pool, case_id) == [1]
+    assert await series_counter(pool, office, 2026) is None
+
+
+async def test_a_steps_documents_state_the_deadlines_it_set(pool: asyncpg.Pool) -> None:
+    office = new_office()
+    case_id = await registered_case(pool, office)
+    at = datetime(2026, 9, 29, 2, 0, tzinfo=UTC)  # Tuesday 29 September, 10:00 in Beijing
+    step = step_record(
+        case_id,
+        office,
+        2,
+        DocumentKind.RECTIFICATION_ORDER,
+        occurred_at=at,
+        periods=[PeriodRequest(name="rectification", start=at, days=5, kind="working")],
+        pending_periods=["rectification"],
+    )
+    result = await record(pool, step)
+    deadline = result.deadlines["rectification"]
+    assert deadline.last_day == "2026-10-12"
+    content = await pool.fetchval("SELECT content FROM documents WHERE case_id = $1", case_id)
+    assert content == {
+        "seq": 2,
+        "deadlines": {
+            "rectification": {"last_day": "2026-10-12", "explanation": deadline.explanation}
+        },
+    }
+    again = await record(pool, step)
+    assert (again.documents, again.deadlines) == (result.documents, result.deadlines)
+
+
+async def test_two_documents_of_one_kind_in_one_step(pool: asyncpg.Pool) -> None:
+    office = new_office()
+    case_id = await registered_case(pool, office)
+    result = await record(pool, step_record(case_id, office, 2, DECISION, DECISION))
+    assert len({d.document_id for d in result.documents}) == 2
+    assert await sequences(pool, office) == [1, 2]

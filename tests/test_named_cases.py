@@ -20,10 +20,10 @@ import chinese_calendar  # type: ignore[import-untyped]
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case import CaseState, Penalty
 from domain.models import Deadline, Outcome, Stage
 from domain.policy import Authority, Measure
-from domain.procedure_models import CaseProcedure, PenaltyProcedure
-from tests.case_driver import PARTY, Case, open_case
+from tests.case_driver import DEFAULTS, PARTY, Case, open_case
 
 pytestmark = pytest.mark.usefixtures("ts_worker")
 
@@ -124,66 +124,81 @@ async def until_stage(case: Case, stage: Stage) -> None:
     raise AssertionError(f"case stayed at {(await case.state()).stage}, expected {stage}")
 
 
-async def penalty(case: Case) -> PenaltyProcedure:
-    proc = await case.procedure()
-    assert proc.penalty is not None
-    return proc.penalty
+async def penalty(case: Case) -> Penalty:
+    state = await case.state()
+    assert state.penalty is not None
+    return state.penalty
 
 
-async def let_defence_window_pass(case: Case) -> PenaltyProcedure:
+async def let_defence_window_pass(case: Case) -> Penalty:
     """Prior notice given: check the statement-and-defence window (5 working days, and the
     hearing-request window when there is a hearing right), then let it pass."""
-    pen = await penalty(case)
-    assert pen.notice_at is not None
-    check_deadline(pen.defence_deadline, pen.notice_at, 5, "working")
+    state = await case.state()
+    pen = state.penalty
+    assert pen is not None and pen.notice_at is not None
+    # The notice's step counted both periods; the window pending is the later of them.
+    counted = (await audit_payload(case, "prior_notice_given"))["deadlines"]
+    statement = Deadline.model_validate(counted["statement_and_defence"])
+    check_deadline(statement, pen.notice_at, 5, "working")
+    window = check_deadline(state.deadlines.get("defence"), pen.notice_at, 5, "working")
     if pen.hearing_right:
-        check_deadline(pen.hearing_request_deadline, pen.notice_at, 5, "working")
+        hearing = check_deadline(
+            state.deadlines.get("hearing_request"), pen.notice_at, 5, "working"
+        )
+        assert Deadline.model_validate(counted["hearing_request"]) == hearing
+        assert window.due_at == max(statement.due_at, hearing.due_at)
     else:
-        assert pen.hearing_request_deadline is None
+        assert "hearing_request" not in state.deadlines and "hearing_request" not in counted
+        assert window == statement
     assert "window ends" in await case.refused(
         "decide_penalty", measure=pen.measure.value, fine_yuan=pen.notice and pen.notice.fine_yuan
     )
-    assert pen.defence_deadline is not None
     # Supervisors see the window as the case's next deadline.
-    assert (await case.register())["deadline_at"] == pen.defence_deadline.due_at
-    await case.sleep_until(pen.defence_deadline.due_at, after=timedelta(hours=1))
+    assert (await case.register())["deadline_at"] == window.due_at
+    await case.sleep_until(window.due_at, after=timedelta(hours=1))
     await until_stage(case, Stage.DECISION_PENDING)
+    assert "defence" not in (await case.state()).deadlines
     return await penalty(case)
 
 
-async def serve(case: Case) -> PenaltyProcedure:
-    pen = await penalty(case)
-    assert pen.decided_at is not None
-    check_deadline(pen.service_deadline, pen.decided_at, 7, "working")  # APL 61
+async def serve(case: Case) -> CaseState:
+    state = await case.state()
+    assert state.penalty is not None and state.penalty.decided_at is not None
+    check_deadline(state.deadlines.get("service"), state.penalty.decided_at, 7, "working")  # APL 61
     await case.do("serve_decision", served_at=(await case.now()).isoformat())
-    return await penalty(case)
+    return await case.state()
 
 
-async def serve_and_pay(case: Case, amount: str) -> PenaltyProcedure:
-    pen = await serve(case)
-    assert pen.served_at is not None
+async def serve_and_pay(case: Case, amount: str) -> CaseState:
+    state = await serve(case)
+    assert state.penalty is not None and state.penalty.served_at is not None
+    served_at = state.penalty.served_at
     # APL 67: 15 calendar days from receipt; an end on a rest day moves to the next working day.
-    payment = check_deadline(pen.payment_deadline, pen.served_at, 15, "calendar")
-    assert local(payment.due_at - timedelta(minutes=1)) >= local(pen.served_at) + timedelta(15)
-    assert (await case.state()).stage is Stage.PAYMENT_PENDING
+    payment = check_deadline(state.deadlines.get("payment"), served_at, 15, "calendar")
+    assert local(payment.due_at - timedelta(minutes=1)) >= local(served_at) + timedelta(15)
+    assert state.payment is not None and state.payment.due_last_day == payment.last_day
+    assert state.stage is Stage.PAYMENT_PENDING
     await case.do(
         "record_payment", actor=PARTY, amount_yuan=amount, paid_at=(await case.now()).isoformat()
     )
-    return await penalty(case)
+    return await case.state()
 
 
 async def acknowledge_referral(case: Case, authority: Authority, closes_with: Outcome) -> None:
     """The decision goes to the authority that carries it out; its acknowledgement closes."""
-    proc = await case.procedure()
-    assert (await case.state()).stage is Stage.REFERRING
-    [referral] = proc.referrals
+    state = await case.state()
+    assert state.stage is Stage.REFERRING
+    [referral] = state.referrals
     assert (referral.authority, referral.status, referral.closes_with) == (
         authority,
         "sent",
         closes_with,
     )
-    days = proc.policy.referrals.acknowledgement[authority].days
-    ack = check_deadline(referral.acknowledgement_deadline, referral.requested_at, days, "working")
+    assert state.policy is not None
+    days = state.policy.referrals.acknowledgement[authority].days
+    ack = check_deadline(
+        state.deadlines.get("referral:1:acknowledgement"), referral.requested_at, days, "working"
+    )
     assert (await case.register())["deadline_at"] == ack.due_at
     await case.do("acknowledge_referral", actor=f"{authority.value}:desk", referral_id=1)
 
@@ -200,10 +215,16 @@ async def audit_payload(case: Case, action: str) -> dict[str, Any]:
     return payload
 
 
-def check_handling_limit(proc: CaseProcedure) -> None:
+async def prior_cases(case: Case) -> int:
+    state = await case.state()
+    assert state.policy is not None and state.opening.prior_cases == state.policy.prior_cases
+    return state.policy.prior_cases
+
+
+def check_handling_limit(state: CaseState) -> None:
     """APL 60: 90 calendar days from filing (into 2027 from late 2026: provisional there)."""
-    assert proc.filed_at is not None
-    check_deadline(proc.handling_deadline, proc.filed_at, 90, "calendar")
+    assert state.filing.decided_at is not None
+    check_deadline(state.deadlines.get("handling"), state.filing.decided_at, 90, "calendar")
 
 
 # --- the named cases --------------------------------------------------------------------------
@@ -221,19 +242,22 @@ async def test_taobao_live_rooms_interview_suspension_then_fine(opener: Opener) 
         severity="serious",
         office="zhejiang",
     )
-    state = await case.to_rectifying(interim_suspension=True)
-    assert state.order is not None and state.interview is not None
-    assert state.interview.attended_by == ["editor-in-chief"]
-    check_deadline(state.order.deadline, state.order.issued_at, 5, "working")
-    proc = await case.procedure()
-    assert proc.interim_suspension is True and proc.rectification_round == 1
-    check_handling_limit(proc)
+    await case.to_rectifying(interim_suspension=True)
+    state = await case.state()
+    interview = state.interviews.current
+    assert state.rectification.ordered_at is not None and interview is not None
+    assert interview.attended_by == DEFAULTS["record_interview"]["attended_by"]
+    check_deadline(
+        state.deadlines.get("rectification"), state.rectification.ordered_at, 5, "working"
+    )
+    assert state.rectification.interim_suspension is True and state.rectification.round == 1
+    check_handling_limit(state)
     ordered = await audit_payload(case, "rectification_ordered")
     assert ordered["interim_suspension"] is True and ordered["period_days"] == 5
 
     await case.do("submit_rectification_report", actor=PARTY)
-    state = await case.do("record_verification", passed=False, findings="Still streaming.")
-    assert state.stage is Stage.INVESTIGATING
+    receipt = await case.do("record_verification", passed=False, findings="Still streaming.")
+    assert receipt.stage is Stage.INVESTIGATING
     pen = await penalty(case)
     assert (pen.rung, pen.measure) == (0, Measure.WARNING)  # first offence: the ladder's foot
     assert pen.legal_review_required and not pen.collective_decision_required
@@ -255,10 +279,10 @@ async def test_taobao_live_rooms_interview_suspension_then_fine(opener: Opener) 
     await serve_and_pay(case, "30000")
 
     assert await outcome(case) is Outcome.PENALIZED
-    proc = await case.procedure()
-    assert [p.name for p in proc.responsible_persons] == ["Live-room operations lead"]
-    assert proc.penalty is not None and proc.penalty.paid_yuan == Decimal("30000")
-    assert proc.penalty.surcharge_yuan == Decimal("0")
+    state = await case.state()
+    assert [p.name for p in state.responsible_persons] == ["Live-room operations lead"]
+    assert state.payment is not None and state.payment.paid_yuan == Decimal("30000")
+    assert state.payment.surcharge_yuan == Decimal("0")
     assert await case.actions() == [
         "case_opened",
         "filed",
@@ -301,7 +325,7 @@ async def test_weibo_wechat_repeat_offender_starts_on_the_fine_rung(opener: Open
         subject=subject("platform", "Sina Weibo", domain=domain),
         violation_category="prohibited_information",
     )
-    assert (await earlier.procedure()).policy.prior_cases == 0
+    assert await prior_cases(earlier) == 0
     await earlier.do("decide_filing")
     await earlier.do("open_penalty_procedure")
     pen = await penalty(earlier)
@@ -320,19 +344,23 @@ async def test_weibo_wechat_repeat_offender_starts_on_the_fine_rung(opener: Open
         ),
         violation_category="prohibited_information",
     )
-    proc = await case.procedure()
-    assert proc.policy.prior_cases >= 1
+    assert await prior_cases(case) >= 1
     assert (await audit_payload(case, "case_opened"))["prior_cases"] >= 1
     await case.do("decide_filing")
+    interview_at = await case.now() + timedelta(days=1)
     await case.do(
         "schedule_interview",
-        scheduled_for=(await case.now() + timedelta(days=1)).isoformat(),
+        scheduled_for=interview_at.isoformat(),
         attendees_required=["editor-in-chief", "person in charge"],
     )
+    await case.sleep_until(interview_at)  # recorded once held
     await case.do("record_interview", attended_by=["editor-in-chief", "person in charge"])
-    state = await case.do("issue_rectification_order")
-    assert state.order is not None
-    deadline = check_deadline(state.order.deadline, state.order.issued_at, 5, "working")
+    await case.do("issue_rectification_order")
+    state = await case.state()
+    assert state.rectification.ordered_at is not None
+    deadline = check_deadline(
+        state.deadlines.get("rectification"), state.rectification.ordered_at, 5, "working"
+    )
 
     await case.sleep_until(deadline.due_at, after=timedelta(hours=1))
     await until_stage(case, Stage.INVESTIGATING)
@@ -355,8 +383,7 @@ async def test_weibo_wechat_repeat_offender_starts_on_the_fine_rung(opener: Open
     await serve_and_pay(case, "50000")
 
     assert await outcome(case) is Outcome.PENALIZED
-    proc = await case.procedure()
-    assert [p.role for p in proc.responsible_persons] == [
+    assert [p.role for p in (await case.state()).responsible_persons] == [
         "editor-in-chief",
         "directly responsible manager",
     ]
@@ -406,8 +433,8 @@ async def test_luoge_unlicensed_news_service_shut_down_with_telecom(opener: Open
         violation_category="unlicensed_news_service",
         severity="serious",
     )
-    proc = await case.procedure()
-    assert proc.policy.rules.interview_required is False
+    policy = (await case.state()).policy
+    assert policy is not None and policy.rules.interview_required is False
     await case.do("decide_filing")
     await case.do("open_penalty_procedure", reasons="News service without a licence.")
     pen = await penalty(case)
@@ -421,9 +448,8 @@ async def test_luoge_unlicensed_news_service_shut_down_with_telecom(opener: Open
     assert (await audit_payload(case, "prior_notice_given"))["hearing_right"] is True
 
     await case.do("decide_penalty", measure="shutdown")
-    await serve(case)
-    pen = await penalty(case)
-    assert pen.payment_deadline is None
+    state = await serve(case)
+    assert "payment" not in state.deadlines and state.payment is None
     await acknowledge_referral(case, Authority.TELECOM, Outcome.SHUT_DOWN)
 
     assert await outcome(case) is Outcome.SHUT_DOWN
@@ -459,9 +485,12 @@ async def test_religious_information_apps_removed_after_missed_rectification(
         subject=app("Religious information app", "faith"),
         violation_category="unlicensed_app_service",
     )
-    state = await case.to_rectifying(interview=False)  # no interview for this category
-    assert state.order is not None
-    deadline = check_deadline(state.order.deadline, state.order.issued_at, 10, "working")
+    await case.to_rectifying(interview=False)  # no interview for this category
+    state = await case.state()
+    assert state.rectification.ordered_at is not None
+    deadline = check_deadline(
+        state.deadlines.get("rectification"), state.rectification.ordered_at, 10, "working"
+    )
     await case.sleep_until(deadline.due_at, after=timedelta(hours=1))
     await until_stage(case, Stage.INVESTIGATING)
     pen = await penalty(case)
@@ -511,8 +540,8 @@ async def test_counterfeit_sites_summary_shutdown_without_interview(opener: Open
         ),
         violation_category="counterfeit_site",
     )
-    state = await case.do("decide_filing", summary_disposal=True, reasons="Counterfeit site.")
-    assert state.stage is Stage.REFERRING
+    receipt = await case.do("decide_filing", summary_disposal=True, reasons="Counterfeit site.")
+    assert receipt.stage is Stage.REFERRING
     await acknowledge_referral(case, Authority.TELECOM, Outcome.SHUT_DOWN)
 
     assert await outcome(case) is Outcome.SHUT_DOWN
@@ -525,8 +554,8 @@ async def test_counterfeit_sites_summary_shutdown_without_interview(opener: Open
     ]
     assert not any(a.startswith("interview") or a.startswith("penalty") for a in actions)
     assert await case.documents() == ["filing_decision", "referral_letter"]
-    proc = await case.procedure()
-    assert proc.penalty is None and proc.interviews_held == 0
+    state = await case.state()
+    assert state.penalty is None and state.interviews.held == 0
 
 
 async def test_iqiyi_algorithm_recommendation_rectified_with_responsible_persons(
@@ -544,19 +573,22 @@ async def test_iqiyi_algorithm_recommendation_rectified_with_responsible_persons
         {"name": "Head of recommendation", "role": "directly responsible manager"}
         | {"measure": "other", "notes": "internal accountability"}
     ]
-    state = await case.do("deal_with_responsible_persons", persons=persons)
-    assert state.stage is Stage.INTERVIEWED  # noted, the stage does not move
-    state = await case.do("issue_rectification_order")
-    assert state.order is not None
-    check_deadline(state.order.deadline, state.order.issued_at, 15, "working")
+    receipt = await case.do("deal_with_responsible_persons", persons=persons)
+    assert receipt.stage is Stage.INTERVIEWED  # noted, the stage does not move
+    await case.do("issue_rectification_order")
+    state = await case.state()
+    assert state.rectification.ordered_at is not None
+    check_deadline(
+        state.deadlines.get("rectification"), state.rectification.ordered_at, 15, "working"
+    )
     await case.do("submit_rectification_report", actor=PARTY)
-    state = await case.do("record_verification")
+    receipt = await case.do("record_verification")
 
     assert await outcome(case) is Outcome.RECTIFIED
-    assert state.outcome is Outcome.RECTIFIED
-    proc = await case.procedure()
-    assert [p.name for p in proc.responsible_persons] == ["Head of recommendation"]
-    assert proc.penalty is None
+    assert receipt.outcome is Outcome.RECTIFIED
+    state = await case.state()
+    assert [p.name for p in state.responsible_persons] == ["Head of recommendation"]
+    assert state.penalty is None
     assert await case.actions() == [
         "case_opened",
         "filed",
@@ -582,25 +614,30 @@ async def test_platforms_with_multiple_violations_two_rounds_then_fine(opener: O
         subject=subject("platform", "Douyin", domain=f"douyin-{uid()}.example.com"),
         violation_category="multiple_violations",
     )
-    state = await case.to_rectifying()
-    assert state.order is not None
-    check_deadline(state.order.deadline, state.order.issued_at, 15, "working")
-    assert (await case.procedure()).policy.rules.verification_rounds == 2
+    await case.to_rectifying()
+    state = await case.state()
+    assert state.rectification.ordered_at is not None
+    check_deadline(
+        state.deadlines.get("rectification"), state.rectification.ordered_at, 15, "working"
+    )
+    assert state.policy is not None and state.policy.rules.verification_rounds == 2
 
     await case.do("submit_rectification_report", actor=PARTY)
-    state = await case.do("record_verification", passed=False, findings="Half the issues remain.")
-    assert state.stage is Stage.RECTIFYING and state.report is None  # a further round
-    assert state.order is not None
-    check_deadline(state.order.deadline, state.order.issued_at, 15, "working")
-    proc = await case.procedure()
-    assert proc.rectification_round == 2 and proc.penalty is None
+    receipt = await case.do("record_verification", passed=False, findings="Half the issues remain.")
+    state = await case.state()
+    assert receipt.stage is Stage.RECTIFYING and state.rectification.report is None  # round 2
+    assert state.rectification.ordered_at is not None
+    deadline = check_deadline(
+        state.deadlines.get("rectification"), state.rectification.ordered_at, 15, "working"
+    )
+    assert state.rectification.round == 2 and state.penalty is None
     round_two = await audit_payload(case, "rectification_round")
     assert round_two["round"] == 2
-    assert round_two["deadline"]["last_day"] == state.order.deadline.last_day
+    assert round_two["deadlines"]["rectification"]["last_day"] == deadline.last_day
 
     await case.do("submit_rectification_report", actor=PARTY, summary="Second attempt.")
-    state = await case.do("record_verification", passed=False, findings="Still failing.")
-    assert state.stage is Stage.INVESTIGATING
+    receipt = await case.do("record_verification", passed=False, findings="Still failing.")
+    assert receipt.stage is Stage.INVESTIGATING
     assert (await penalty(case)).measure is Measure.WARNING
 
     await case.do("record_investigation_report", proposed_measure="fine")
@@ -673,7 +710,7 @@ async def test_didi_security_review_fine_after_hearing(opener: Opener) -> None:
         office="national",
     )
     await case.do("decide_filing")
-    check_handling_limit(await case.procedure())
+    check_handling_limit(await case.state())
     await case.do("open_penalty_procedure", reasons="Findings of the network security review.")
     pen = await penalty(case)
     assert (pen.rung, pen.measure) == (0, Measure.FINE)
@@ -703,8 +740,9 @@ async def test_didi_security_review_fine_after_hearing(opener: Opener) -> None:
     pen = await penalty(case)
     assert pen.hearing_right is True
     assert pen.notice_at is not None
-    check_deadline(pen.hearing_request_deadline, pen.notice_at, 5, "working")  # APL 64(1)
-    check_deadline(pen.defence_deadline, pen.notice_at, 5, "working")
+    deadlines = (await case.state()).deadlines
+    check_deadline(deadlines.get("hearing_request"), pen.notice_at, 5, "working")  # APL 64(1)
+    check_deadline(deadlines.get("defence"), pen.notice_at, 5, "working")
 
     await case.do("record_statement", actor=PARTY, statement="We ask for a lighter penalty.")
     await case.do("request_hearing", actor=PARTY)
@@ -733,13 +771,14 @@ async def test_didi_security_review_fine_after_hearing(opener: Opener) -> None:
     await case.do(
         "decide_penalty", **terms | {"fine_yuan": DIDI_FINE}, reasons="Proven after the hearing."
     )
-    pen = await serve_and_pay(case, DIDI_FINE)
+    state = await serve_and_pay(case, DIDI_FINE)
 
     assert await outcome(case) is Outcome.PENALIZED
-    assert pen.decision is not None and pen.decision.fine_yuan == Decimal(DIDI_FINE)
-    assert pen.paid_yuan == Decimal(DIDI_FINE) and pen.surcharge_yuan == Decimal("0")
-    proc = await case.procedure()
-    assert [(p.name, p.fine_yuan) for p in proc.responsible_persons] == [
+    assert state.penalty is not None and state.penalty.decided_at is not None
+    assert state.penalty.fine_yuan == Decimal(DIDI_FINE)
+    assert state.payment is not None and state.payment.paid_yuan == Decimal(DIDI_FINE)
+    assert state.payment.surcharge_yuan == Decimal("0")
+    assert [(p.name, p.fine_yuan) for p in state.responsible_persons] == [
         ("Executive A", Decimal("1000000")),
         ("Executive B", Decimal("1000000")),
     ]
@@ -788,9 +827,12 @@ async def test_personal_information_campaign_batch_numbered_without_gaps(
     ]
 
     async def rectify(case: Case) -> None:
-        state = await case.to_rectifying(interview=False)
-        assert state.order is not None
-        check_deadline(state.order.deadline, state.order.issued_at, 10, "working")
+        await case.to_rectifying(interview=False)
+        state = await case.state()
+        assert state.rectification.ordered_at is not None
+        check_deadline(
+            state.deadlines.get("rectification"), state.rectification.ordered_at, 10, "working"
+        )
         await case.do("submit_rectification_report", actor=PARTY)
         await case.do("record_verification")
 
@@ -919,6 +961,7 @@ async def test_interview_required_category_orders_only_after_an_interview(
         subject=subject("platform", "Taobao", domain=f"taobao-{uid()}.example.com"),
         violation_category="prohibited_information",
     )
-    assert (await case.procedure()).policy.rules.interview_required is True
+    policy = (await case.state()).policy
+    assert policy is not None and policy.rules.interview_required is True
     await case.do("decide_filing")
     assert "interview" in await case.refused("issue_rectification_order")

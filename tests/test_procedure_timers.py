@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from domain.models import Outcome, Stage
+from domain.models import Deadline, Outcome, Stage
 from ops.cli import main as rectify
 from tests.case_driver import PARTY, SUPERVISOR, Case, open_case
 from tests.conftest import POLICIES, scratch_database
@@ -34,19 +34,18 @@ async def fined(
     await case.do("open_penalty_procedure")
     await case.to_notice()
     await case.do("notify_penalty", measure="fine", fine_yuan="20000")
-    penalty = (await case.procedure()).penalty
-    assert penalty is not None and penalty.defence_deadline is not None
-    await case.sleep_until(penalty.defence_deadline.due_at, after=timedelta(hours=1))
+    defence = (await case.state()).deadlines["defence"]
+    await case.sleep_until(defence.due_at, after=timedelta(hours=1))
     await case.do("decide_penalty", measure="fine", fine_yuan="20000")
     await case.do("serve_decision", served_at=(await case.now()).isoformat())
     return case
 
 
 async def payment_deadline(case: Case) -> tuple[date, datetime]:
-    penalty = (await case.procedure()).penalty
-    assert penalty is not None and penalty.payment_deadline is not None
-    deadline = penalty.payment_deadline
+    state = await case.state()
+    deadline = state.deadlines["payment"]
     assert (deadline.days, deadline.kind) == (15, "calendar")
+    assert state.payment is not None and state.payment.due_last_day == deadline.last_day
     return date.fromisoformat(deadline.last_day), deadline.due_at
 
 
@@ -55,10 +54,10 @@ async def test_payment_in_time_closes_the_case(fined: Case) -> None:
     assert "¥20,000.00 is due" in await fined.refused(
         "record_payment", amount_yuan="19999", paid_at=(await fined.now()).isoformat()
     )
-    state = await fined.do(
+    receipt = await fined.do(
         "record_payment", amount_yuan="20000", paid_at=(await fined.now()).isoformat()
     )
-    assert (state.stage, state.outcome) == (Stage.CLOSED, Outcome.PENALIZED)
+    assert (receipt.stage, receipt.outcome) == (Stage.CLOSED, Outcome.PENALIZED)
 
 
 async def test_late_surcharge_pauses_while_an_appeal_is_pending(fined: Case) -> None:
@@ -78,13 +77,12 @@ async def test_late_surcharge_pauses_while_an_appeal_is_pending(fined: Case) -> 
     await fined.do(
         "record_appeal", kind="reconsideration", event="concluded", at=concluded.isoformat()
     )
-    penalty = (await fined.procedure()).penalty
-    assert penalty is not None
+    appeals = (await fined.state()).appeals
     expected_pause = [(last_day + timedelta(days=n)).isoformat() for n in range(1, 6)]
-    assert penalty.paused_days == expected_pause
+    assert appeals.paused_days == expected_pause
     # Six days late, five of them paused: one day of surcharge.
-    state = await fined.do("record_payment", amount_yuan="20600", paid_at=concluded.isoformat())
-    assert state.outcome is Outcome.PENALIZED
+    receipt = await fined.do("record_payment", amount_yuan="20600", paid_at=concluded.isoformat())
+    assert receipt.outcome is Outcome.PENALIZED
     surcharge = await fined.pool.fetchval(
         "SELECT payload->>'surcharge_yuan' FROM case_audit WHERE case_id = $1"
         " AND action = 'fine_paid'",
@@ -100,20 +98,26 @@ async def test_surcharge_is_capped_at_the_fine_and_court_enforcement_follows(
     await fined.sleep_until(due_at, after=timedelta(days=40))
     actions = await fined.actions()
     assert "payment_reminder_sent" in actions and "court_enforcement_applied" in actions
-    penalty = (await fined.procedure()).penalty
-    assert penalty is not None and penalty.enforcement_deadline is not None
-    assert penalty.enforcement_deadline.kind == "working"
-    assert penalty.enforcement_deadline.days == 10
-    assert penalty.enforcement_applied_at is not None
-    assert penalty.enforcement_applied_at >= penalty.enforcement_deadline.due_at
+    # The reminder's step set the enforcement deadline; the application settled it.
+    reminder = await fined.pool.fetchval(
+        "SELECT payload FROM case_audit WHERE case_id = $1 AND action = 'payment_reminder_sent'",
+        fined.case_id,
+    )
+    enforcement = Deadline.model_validate(reminder["deadlines"]["enforcement"])
+    assert enforcement.kind == "working"
+    assert enforcement.days == 10
+    state = await fined.state()
+    assert "enforcement" not in state.deadlines
+    assert state.payment is not None and state.payment.enforcement_applied_at is not None
+    assert state.payment.enforcement_applied_at >= enforcement.due_at
     assert (await fined.documents())[-2:] == ["payment_reminder", "enforcement_application"]
     now = (await fined.now()).isoformat()
     # 40 days x 3% = 120% of the fine, capped at 100%: ¥40,000 in all.
     assert "¥40,000.00 is due" in await fined.refused(
         "record_payment", amount_yuan="39999", paid_at=now
     )
-    state = await fined.do("record_payment", amount_yuan="40000", paid_at=now)
-    assert state.outcome is Outcome.PENALIZED
+    receipt = await fined.do("record_payment", amount_yuan="40000", paid_at=now)
+    assert receipt.outcome is Outcome.PENALIZED
 
 
 @pytest.mark.usefixtures("ts_worker")
@@ -123,16 +127,19 @@ async def test_referral_nobody_acknowledges_goes_to_a_supervisor(
     case = await open_case(ts_env, pool, task_queue)
     await case.do("decide_filing")
     await case.do("refer", authority="market_regulator", reasons="Price fraud on the site.")
-    referral = (await case.procedure()).referrals[0]
+    state = await case.state()
+    referral = state.referrals[0]
     assert referral.status == "sent" and referral.letter_number is not None
-    assert referral.acknowledgement_deadline is not None
-    await case.sleep_until(referral.acknowledgement_deadline.due_at, after=timedelta(hours=1))
-    proc = await case.procedure()
-    assert proc.referrals[0].overdue == ["referral_unacknowledged"]
-    assert "referral_unacknowledged:1" in proc.needs_supervisor
-    assert (await case.state()).stage is Stage.FILED  # the case itself goes on
+    acknowledgement = state.deadlines["referral:1:acknowledgement"]
+    await case.sleep_until(acknowledgement.due_at, after=timedelta(hours=1))
+    state = await case.state()
+    assert state.referrals[0].overdue == ["referral_unacknowledged"]
+    assert "referral_unacknowledged:1" in state.needs_supervisor
+    assert state.stage is Stage.FILED  # the case itself goes on
     await case.do("acknowledge_referral", actor="market.regulator", referral_id=1)
-    assert (await case.procedure()).referrals[0].status == "acknowledged"
+    state = await case.state()
+    assert state.referrals[0].status == "acknowledged"
+    assert "referral:1:acknowledgement" not in state.deadlines
     assert (await case.actions())[-3:] == [
         "referral_sent",
         "referral_unacknowledged",
@@ -150,18 +157,22 @@ async def test_criminal_referral_approval_and_transfer_on_their_own_timers(
         "refer", authority="market_regulator", criminal=True
     )
     await case.do("refer", authority="police", criminal=True, reasons="Fraud over the limit.")
-    referral = (await case.procedure()).referrals[0]
-    assert referral.status == "awaiting_approval" and referral.approval_deadline is not None
-    assert (referral.approval_deadline.days, referral.approval_deadline.kind) == (3, "calendar")
-    await case.sleep_until(referral.approval_deadline.due_at, after=timedelta(hours=1))
-    assert (await case.procedure()).referrals[0].overdue == ["referral_approval_overdue"]
+    state = await case.state()
+    referral = state.referrals[0]
+    assert referral.status == "awaiting_approval"
+    approval = state.deadlines["referral:1:approval"]
+    assert (approval.days, approval.kind) == (3, "calendar")
+    await case.sleep_until(approval.due_at, after=timedelta(hours=1))
+    assert (await case.state()).referrals[0].overdue == ["referral_approval_overdue"]
 
     await case.do("approve_referral", actor="agency.head", referral_id=1)
-    referral = (await case.procedure()).referrals[0]
+    state = await case.state()
+    referral = state.referrals[0]
+    assert "referral:1:approval" not in state.deadlines
     assert referral.transfer_due_at is not None
     assert referral.transfer_due_at - await case.now() <= timedelta(hours=24)
     await case.env.sleep(timedelta(hours=25))
-    assert (await case.procedure()).referrals[0].overdue[-1] == "referral_transfer_overdue"
+    assert (await case.state()).referrals[0].overdue[-1] == "referral_transfer_overdue"
     await case.do("record_transfer", referral_id=1)
     await case.do("acknowledge_referral", actor="police", referral_id=1)
     assert (await case.documents())[-1] == "referral_letter"
@@ -176,20 +187,21 @@ async def test_handling_limit_flags_near_and_past_then_extension(
 ) -> None:
     case = await open_case(ts_env, pool, task_queue)
     await case.do("decide_filing")
-    proc = await case.procedure()
-    limit = proc.handling_deadline
-    assert limit is not None and (limit.days, limit.kind) == (90, "calendar")
-    warning = proc.policy.limits.handling_warning_days
+    state = await case.state()
+    limit = state.deadlines["handling"]
+    assert (limit.days, limit.kind) == (90, "calendar")
+    assert state.policy is not None
+    warning = state.policy.limits.handling_warning_days
     await case.sleep_until(limit.due_at, after=-timedelta(days=warning - 1))
-    assert (await case.procedure()).handling_flags == ["handling_limit_near"]
+    assert (await case.state()).handling_flags == ["handling_limit_near"]
     await case.sleep_until(limit.due_at, after=timedelta(hours=1))
-    proc = await case.procedure()
-    assert proc.handling_flags == ["handling_limit_near", "handling_limit_exceeded"]
-    assert "handling_limit_exceeded" in proc.needs_supervisor
+    state = await case.state()
+    assert state.handling_flags == ["handling_limit_near", "handling_limit_exceeded"]
+    assert "handling_limit_exceeded" in state.needs_supervisor
     await case.do("extend_handling_limit", actor=SUPERVISOR, days=30)
-    proc = await case.procedure()
-    assert proc.handling_deadline is not None and proc.handling_deadline.due_at > limit.due_at
-    assert proc.handling_flags == [] and "handling_limit_exceeded" not in proc.needs_supervisor
+    state = await case.state()
+    assert state.deadlines["handling"].due_at > limit.due_at
+    assert state.handling_flags == [] and "handling_limit_exceeded" not in state.needs_supervisor
     assert (await case.actions())[-3:] == [
         "handling_limit_near",
         "handling_limit_exceeded",
@@ -202,13 +214,14 @@ async def test_filing_decision_overdue_and_its_one_extension(
     ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     case = await open_case(ts_env, pool, task_queue)
-    deadline = (await case.procedure()).filing_deadline
-    assert deadline is not None and (deadline.days, deadline.kind) == (15, "working")
+    deadline = (await case.state()).deadlines["filing"]
+    assert (deadline.days, deadline.kind) == (15, "working")
     await case.sleep_until(deadline.due_at, after=timedelta(hours=1))
-    assert "filing_overdue" in (await case.procedure()).needs_supervisor
+    assert "filing_overdue" in (await case.state()).needs_supervisor
     await case.do("extend_filing_deadline", actor=SUPERVISOR)
-    extended = (await case.procedure()).filing_deadline
-    assert extended is not None and extended.start_day == deadline.last_day
+    state = await case.state()
+    extended = state.deadlines["filing"]
+    assert extended.start_day == deadline.last_day and state.filing.extended
     assert "extended once already" in await case.refused("extend_filing_deadline", actor=SUPERVISOR)
     assert (await case.do("decide_filing")).stage is Stage.FILED
 
@@ -235,9 +248,8 @@ async def test_provisional_deadline_is_recomputed_when_the_year_is_loaded(
     dsn, scratch = scratch_pool
     async with build_worker(ts_env.client, scratch, task_queue, POLICIES):
         case = await open_case(ts_env, scratch, task_queue)
-        state = await case.to_rectifying(period_days=30)  # runs into 2027: no official data
-        assert state.order is not None
-        before = state.order.deadline
+        await case.to_rectifying(period_days=30)  # runs into 2027: no official data
+        before = (await case.state()).deadlines["rectification"]
         assert before.provisional and before.provisional_years == [2027]
         assert (await case.register())["deadline_provisional"] is True
 
@@ -251,10 +263,10 @@ async def test_provisional_deadline_is_recomputed_when_the_year_is_loaded(
             if "deadline_recomputed" in await case.actions():
                 break
             await ts_env.sleep(timedelta(seconds=1))
-        after = (await case.state()).order
-        assert after is not None and not after.deadline.provisional
-        assert "2027-01-01" in after.deadline.skipped_days  # New Year's Day, a Friday
-        assert after.deadline.due_at > before.due_at
+        after = (await case.state()).deadlines["rectification"]
+        assert not after.provisional
+        assert "2027-01-01" in after.skipped_days  # New Year's Day, a Friday
+        assert after.due_at > before.due_at
         assert (await case.register())["deadline_provisional"] is False
 
         # Across Spring Festival 2027 (Feb 6-14) and its make-up Saturday (Feb 20).
@@ -262,9 +274,8 @@ async def test_provisional_deadline_is_recomputed_when_the_year_is_loaded(
         await spring.do("decide_filing")
         await spring.sleep_until(datetime.fromisoformat("2027-02-01T10:00:00+08:00"))
         await spring.interview()
-        state = await spring.do("issue_rectification_order", period_days=10)
-        assert state.order is not None
-        deadline = state.order.deadline
+        await spring.do("issue_rectification_order", period_days=10)
+        deadline = (await spring.state()).deadlines["rectification"]
         assert deadline.last_day == "2027-02-20" and not deadline.provisional
         assert deadline.makeup_workdays == ["2027-02-20"]
         assert "2027-02-08" in deadline.skipped_days

@@ -26,9 +26,11 @@ from activities.calendar import (
     load_arrangement_file,
     working_deadline,
 )
-from activities.deadlines import DeadlineActivities
-from domain.records import DeadlineRequest
-from tests.conftest import scratch_database
+from activities.deadlines import DeadlineActivities, compute_deadline_on
+from activities.steps import StepActivities
+from domain.models import Stage, case_workflow_id
+from domain.records import DeadlineRequest, OpeningRequest, PeriodRequest, StepRecord
+from tests.conftest import POLICIES, open_case_input, scratch_database
 from wiring.db import create_pool
 from wiring.settings import REPO_ROOT
 
@@ -204,6 +206,17 @@ async def test_activity_counts_on_the_seeded_official_calendar(pool: asyncpg.Poo
     assert (calendar.kind, calendar.last_day) == ("calendar", "2026-10-08")
 
 
+async def test_compute_deadline_on_counts_inside_the_callers_transaction(
+    pool: asyncpg.Pool,
+) -> None:
+    request = DeadlineRequest(start=beijing(2026, 9, 29), days=5, kind="working")
+    async with pool.acquire() as conn, conn.transaction():
+        shared = await compute_deadline_on(conn, request)
+    assert shared == await ActivityEnvironment().run(
+        DeadlineActivities(pool).compute_deadline, request
+    )
+
+
 async def test_activity_extends_its_span_for_long_periods(pool: asyncpg.Pool) -> None:
     d = await ActivityEnvironment().run(
         DeadlineActivities(pool).compute_deadline,
@@ -249,3 +262,66 @@ async def test_provisional_deadline_is_recomputed_once_2027_is_loaded(
     assert "National Day holiday" in after.explanation
     assert "make-up working Saturday" in after.explanation
     assert "provisional" not in after.explanation
+
+
+async def test_a_step_keeps_the_deadline_it_counted_when_the_calendar_changes(
+    scratch_pool: asyncpg.Pool,
+) -> None:
+    """A step's deadlines are counted once, in its transaction: its retry gets them back from the
+    audit row, even after the calendar they were counted on changed."""
+    steps = StepActivities(scratch_pool, POLICIES)
+    env = ActivityEnvironment()
+    opened = open_case_input()
+    case_id = opened.case_id
+    await env.run(
+        steps.open_case,
+        OpeningRequest(
+            opened=opened, workflow_id=case_workflow_id(case_id), opened_at=beijing(2027, 9, 28)
+        ),
+    )
+    at = beijing(2027, 9, 29)
+    step = StepRecord(
+        case_id=case_id,
+        workflow_id=case_workflow_id(case_id),
+        office=opened.office,
+        seq=2,
+        action="rectification_ordered",
+        from_stage=Stage.FILING,
+        to_stage=Stage.RECTIFYING,
+        actor="officer.li",
+        occurred_at=at,
+        periods=[PeriodRequest(name="rectification", start=at, days=5, kind="working")],
+        pending_periods=["rectification"],
+    )
+    first = await env.run(steps.record_step, step)
+    counted = first.deadlines["rectification"]
+    assert (counted.last_day, counted.provisional) == ("2027-10-06", True)
+    row = await scratch_pool.fetchrow(
+        "SELECT deadline_at, deadline_provisional FROM cases WHERE case_id = $1", case_id
+    )
+    assert row is not None and (row["deadline_at"], row["deadline_provisional"]) == (
+        counted.due_at,
+        True,
+    )
+
+    async with scratch_pool.acquire() as conn:
+        await CalendarRepository(conn).replace_year(
+            load_arrangement_file(EXAMPLE_2027), "officer.wang"
+        )
+
+    again = await env.run(steps.record_step, step)  # the retry, on the new calendar
+    assert again.duplicate and again.deadlines == first.deadlines
+    # Counted afresh, the period now ends after National Day: the retry did not recount it.
+    recount = await env.run(
+        DeadlineActivities(scratch_pool).compute_deadline,
+        DeadlineRequest(start=at, days=5, kind="working"),
+    )
+    assert (recount.last_day, recount.provisional) == ("2027-10-12", False)
+    audit = await scratch_pool.fetchval(
+        "SELECT count(*) FROM case_audit WHERE case_id = $1", case_id
+    )
+    assert audit == 2
+    after = await scratch_pool.fetchrow(
+        "SELECT deadline_at, deadline_provisional FROM cases WHERE case_id = $1", case_id
+    )
+    assert after is not None and dict(after) == dict(row)

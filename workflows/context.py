@@ -171,7 +171,11 @@ class CaseContext:
             settled |= set(state.deadlines)
         after = {k: v for k, v in state.deadlines.items() if k not in settled}
         new_names = [p.name for p in periods]
-        pending = self._pending_after(to_stage, after, new_names)
+        pending: Deadline | list[str] | None
+        if pending_periods and outcome is None:
+            pending = pending_periods  # the step says which of its deadlines the case waits on
+        else:
+            pending = self._pending_after(to_stage, after, new_names)
         record = StepRecord(
             case_id=state.case_id,
             workflow_id=state.workflow_id,
