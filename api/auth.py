@@ -1,14 +1,20 @@
-"""Access control: API keys, roles, offices. One table says who may call what.
+"""Access control: API keys, roles, offices. Each route's rule is a dependency of that route.
 
-Every route of the app depends on `authorize` (create_app passes it to FastAPI), so a route
-nobody listed here is still protected: it falls to `ADMIN_ONLY`. A request shows its key as
-`Authorization: Bearer rk_…` (or `X-API-Key: rk_…`); the key is looked up in `api_keys` through
-the pool (read only, see wiring/api_keys.py for the format and the hash).
+A request shows its key as `Authorization: Bearer rk_…` or `X-API-Key: rk_…` (FastAPI's
+`HTTPBearer` and `APIKeyHeader`, so /docs offers both schemes and its Authorize button works);
+the key is looked up in `api_keys` through the pool (read only; wiring/api_keys.py has the
+format and the hash).
 
 - no key, a malformed, unknown or revoked key → 401, `WWW-Authenticate: Bearer`;
-- a role the table does not list for the route → 403 `role-not-allowed`;
+- a role the route's rule does not name → 403 `role-not-allowed`;
 - a key for one office on another office's case, event or listing → 403 `other-office`
   (an unknown case stays 404).
+
+A rule is declared where its route is (`dependencies=[Depends(RULE)]`, or a parameter typed
+with the key it gives), and /docs states it on each operation ("Roles: …"), from the same rule
+object (`AccessRoute`). A route without a rule cannot be built, and `check_access_rules`
+refuses an app holding one. The command routes take their rule from the procedure table
+(`Command.role` in domain/procedure.py; the office is the case's).
 
 Who may call what (`admin` may call everything: it manages keys, the calendar and the policy,
 and is the operators' way in when a case must be moved by hand — its key is audited like any):
@@ -23,9 +29,8 @@ and is the operators' way in when a case must be moved by hand — its key is au
 | GET /cases | officer, supervisor | the `office` query parameter (required for an office key) |
 | GET /cases/{id}, /cases/{id}/history | officer, supervisor | the case's (register) |
 | GET /stats | supervisor | the `office` query parameter |
-| POST /cases/{id}/<approval> (APPROVALS) | supervisor | the case's |
-| POST /cases/{id}/<any other command> | officer | the case's |
-| anything else | admin only | — |
+| POST /cases/{id}/<command> | its row's `role` (officer; supervisor: decisions) | the case's |
+| /calendar/{year}, /policy | admin only | — |
 
 "Whose office counts" applies to keys that have an office: always for enforcement-system and
 officer keys, and for a supervisor or admin key created with one; a supervisor or admin key
@@ -34,41 +39,59 @@ without an office acts for every office.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.routing import BaseRoute
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import problems
 from api.case_calls import answer_within
 from api.deps import AppSettings, DbPool, TemporalClient
-from api.problems import Problem, problem_response
+from api.problems import Problem
 from domain.models import case_workflow_id
-from wiring.api_keys import ApiKey, ApiKeyRepository, Role, key_prefix
+from domain.procedure import Command
+from domain.roles import Role
+from wiring.api_keys import ApiKey, ApiKeyRepository, key_prefix
 from workflows.case import CaseWorkflow
 
-__all__ = ["APPROVALS", "Caller", "authorize", "install_access_control", "rule_for"]
+__all__ = [
+    "ADMIN_ONLY",
+    "CAMPAIGN_OPENING",
+    "CAMPAIGN_READING",
+    "CASE_OPENING",
+    "CASE_READING",
+    "EVENT",
+    "EVENT_BATCH",
+    "NO_KEY",
+    "REGISTER_READING",
+    "STATISTICS",
+    "Access",
+    "AccessRoute",
+    "NoKey",
+    "Rule",
+    "check_access_rules",
+    "command_access",
+    "rule_of",
+]
 
-ES, OFFICER, SUPERVISOR = Role.ENFORCEMENT_SYSTEM, Role.OFFICER, Role.SUPERVISOR
-
-# The commands a supervisor approves or decides; an officer gives every other command.
-APPROVALS = frozenset(
-    {
-        "extension-decision",
-        "filing-deadline-extension",
-        "handling-limit-extension",
-        "legal-review",
-        "collective-decision",
-        "penalty-decision",
-        "fine-decision",  # version 1's penalty decision
-        "referrals/{referral_id}/approval",
-    }
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API key (`rk_<prefix>_<secret>`) from `rectify keys create`",
 )
-COMMAND_PREFIX = "/cases/{case_id}/"
+X_API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="apiKey",
+    description="The same API key in a header of its own",
+)
 
 
 class OfficeFrom(Enum):
@@ -81,11 +104,13 @@ class OfficeFrom(Enum):
     EVENTS = "every event's `office`"
 
 
-@dataclass(frozen=True)
 class Rule:
-    roles: frozenset[Role]
-    office: OfficeFrom = OfficeFrom.NOTHING
-    open: bool = False
+    """Who may call a route (an admin may call any), and whose office counts."""
+
+    open = False
+
+    def __init__(self, *roles: Role, office: OfficeFrom = OfficeFrom.NOTHING) -> None:
+        self.roles, self.office = frozenset(roles), office
 
     def allows(self, role: Role) -> bool:
         return role is Role.ADMIN or role in self.roles
@@ -94,6 +119,7 @@ class Rule:
         return [r.value for r in Role if self.allows(r)]
 
     def describe(self) -> str:
+        """The rule in words, for the operation's description at /docs."""
         if self.open:
             return "No API key needed."
         text = f"**Roles:** {', '.join(self.allowed())}."
@@ -102,98 +128,143 @@ class Rule:
         return text
 
 
-def _rule(*roles: Role, office: OfficeFrom = OfficeFrom.NOTHING) -> Rule:
-    return Rule(frozenset(roles), office)
+class NoKey(Rule):
+    """Anyone may call it, with or without a key."""
+
+    open = True
+
+    async def __call__(self) -> None:
+        return None
 
 
-OPEN = Rule(frozenset(Role), open=True)
-ADMIN_ONLY = _rule()
-COMMAND = _rule(OFFICER, office=OfficeFrom.CASE)
-APPROVAL = _rule(SUPERVISOR, office=OfficeFrom.CASE)
+class Access(Rule):
+    """The dependency: the request's key, once its role and office are allowed here."""
 
-ROUTE_RULES: dict[tuple[str, str], Rule] = {
-    ("GET", "/health"): OPEN,
-    ("POST", "/cases"): _rule(ES, office=OfficeFrom.BODY),
-    ("POST", "/events"): _rule(ES, office=OfficeFrom.BODY),
-    ("POST", "/events/batch"): _rule(ES, office=OfficeFrom.EVENTS),
-    ("POST", "/campaigns"): _rule(ES, SUPERVISOR, office=OfficeFrom.BODY),
-    ("GET", "/campaigns/{campaign_id}"): _rule(SUPERVISOR),
-    ("GET", "/cases"): _rule(OFFICER, SUPERVISOR, office=OfficeFrom.QUERY),
-    ("GET", "/cases/{case_id}"): _rule(OFFICER, SUPERVISOR, office=OfficeFrom.CASE),
-    ("GET", "/cases/{case_id}/history"): _rule(OFFICER, SUPERVISOR, office=OfficeFrom.CASE),
-    ("GET", "/stats"): _rule(SUPERVISOR, office=OfficeFrom.QUERY),
-    # Operators: the working-day calendar and the policy in force.
-    ("GET", "/calendar/{year}"): ADMIN_ONLY,
-    ("PUT", "/calendar/{year}"): ADMIN_ONLY,
-    ("GET", "/policy"): ADMIN_ONLY,
-}
+    async def __call__(
+        self,
+        request: Request,
+        pool: DbPool,
+        client: TemporalClient,
+        settings: AppSettings,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+        header: Annotated[str | None, Depends(X_API_KEY)],
+    ) -> ApiKey:
+        key = await _identify(_presented_key(request, bearer, header), pool)
+        structlog.contextvars.bind_contextvars(api_key=key.prefix, role=key.role.value)
+        if not self.allows(key.role):
+            route = request.scope.get("route")
+            path = route.path if isinstance(route, APIRoute) else request.url.path
+            raise _forbidden(
+                "role-not-allowed",
+                f"API key {key.prefix} has role {key.role.value}, which may not call "
+                f"{request.method} {path}; that takes one of: {', '.join(self.allowed())}",
+                key,
+            )
+        await self._check_office(key, request, pool, client, settings)
+        return key
+
+    async def _check_office(
+        self,
+        key: ApiKey,
+        request: Request,
+        pool: DbPool,
+        client: TemporalClient,
+        settings: AppSettings,
+    ) -> None:
+        own = key.office
+        if own is None or self.office is OfficeFrom.NOTHING:
+            return
+        whose = f"API key {key.prefix} ({key.role.value}) acts for office {own!r} only"
+        if self.office is OfficeFrom.CASE:
+            case_id = request.path_params["case_id"]
+            office = await _case_office(case_id, pool, client, settings)
+            if office is None:
+                raise Problem(404, "case-not-found", f"no case {case_id}", case_id=case_id)
+            if office != own:
+                raise _forbidden(
+                    "other-office", f"{whose}; case {case_id} belongs to office {office!r}", key
+                )
+        elif self.office is OfficeFrom.QUERY:
+            asked = request.query_params.get("office")
+            if asked != own:
+                what = "without an office" if asked is None else f"for office {asked!r}"
+                raise _forbidden(
+                    "other-office", f"{whose}: add office={own} (this request asks {what})", key
+                )
+        else:
+            others = sorted({o for o in await _body_offices(request, self.office) if o != own})
+            if others:
+                named = ", ".join(repr(o) for o in others)
+                raise _forbidden("other-office", f"{whose}; the body names office {named}", key)
 
 
-def rule_for(method: str, path: str) -> Rule:
-    """The rule of a route, by method and path template (`/cases/{case_id}/…`)."""
-    listed = ROUTE_RULES.get((method, path))
-    if listed is not None:
-        return listed
-    if method == "POST" and path.startswith(COMMAND_PREFIX):
-        return APPROVAL if path.removeprefix(COMMAND_PREFIX) in APPROVALS else COMMAND
-    return ADMIN_ONLY
+ES, OFFICER, SUPERVISOR = Role.ENFORCEMENT_SYSTEM, Role.OFFICER, Role.SUPERVISOR
+
+NO_KEY = NoKey()
+CASE_OPENING = Access(ES, office=OfficeFrom.BODY)
+EVENT = Access(ES, office=OfficeFrom.BODY)
+EVENT_BATCH = Access(ES, office=OfficeFrom.EVENTS)
+CAMPAIGN_OPENING = Access(ES, SUPERVISOR, office=OfficeFrom.BODY)
+CAMPAIGN_READING = Access(SUPERVISOR)
+REGISTER_READING = Access(OFFICER, SUPERVISOR, office=OfficeFrom.QUERY)
+CASE_READING = Access(OFFICER, SUPERVISOR, office=OfficeFrom.CASE)
+STATISTICS = Access(SUPERVISOR, office=OfficeFrom.QUERY)
+ADMIN_ONLY = Access()  # operators: the working-day calendar and the policy in force
 
 
-# --- the problems ---------------------------------------------------------------------------
+def command_access(command: Command) -> Access:
+    """A command's rule, from its row: the row's role, on a case of the key's office."""
+    return Access(command.role, office=OfficeFrom.CASE)
 
 
-class Unauthenticated(Problem):
+# --- who is asking ----------------------------------------------------------------------------
+
+
+def _unauthenticated(detail: str, invalid: bool = False) -> Problem:
     """401 with the challenge RFC 6750 asks for."""
-
-    def __init__(self, detail: str, invalid: bool = False) -> None:
-        super().__init__(401, "unauthenticated", detail)
-        challenge = 'Bearer realm="rectify"'
-        self.challenge = challenge + ', error="invalid_token"' if invalid else challenge
+    challenge = 'Bearer realm="rectify"' + (', error="invalid_token"' if invalid else "")
+    return Problem(401, "unauthenticated", detail, headers={"WWW-Authenticate": challenge})
 
 
 def _forbidden(kind: str, detail: str, key: ApiKey) -> Problem:
     return Problem(403, kind, detail, api_key=key.prefix, role=key.role.value)
 
 
-# --- the dependency -------------------------------------------------------------------------
-
-
-def _presented_key(request: Request) -> str | None:
-    authorization = (request.headers.get("authorization") or "").strip() or None
-    header = (request.headers.get("x-api-key") or "").strip() or None
-    bearer = None
-    if authorization is not None:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthenticated(
-                "the Authorization header must read `Bearer rk_…` (an API key)", invalid=True
-            )
-        bearer = value.strip()
-    if bearer is not None and header is not None and bearer != header:
-        raise Unauthenticated(
+def _presented_key(
+    request: Request, bearer: HTTPAuthorizationCredentials | None, header: str | None
+) -> str | None:
+    """The key from either header. `HTTPBearer` answers None for any other scheme: an
+    Authorization header it did not take is a malformed one, not a missing one."""
+    if bearer is None and (request.headers.get("authorization") or "").strip():
+        raise _unauthenticated(
+            "the Authorization header must read `Bearer rk_…` (an API key)", invalid=True
+        )
+    token = bearer.credentials.strip() if bearer is not None else None
+    header = (header or "").strip() or None
+    if token and header and token != header:
+        raise _unauthenticated(
             "two different API keys (Authorization and X-API-Key): send one", invalid=True
         )
-    return bearer or header
+    return token or header
 
 
-async def _identify(request: Request, pool: DbPool) -> ApiKey:
-    key = _presented_key(request)
+async def _identify(key: str | None, pool: DbPool) -> ApiKey:
     if key is None:
-        raise Unauthenticated(
+        raise _unauthenticated(
             "this endpoint needs an API key: send `Authorization: Bearer rk_…` "
             "(or `X-API-Key: rk_…`); operators create keys with `rectify keys create`"
         )
     prefix = key_prefix(key)
     if prefix is None:
-        raise Unauthenticated(
+        raise _unauthenticated(
             "malformed API key: a key reads rk_<12 hex digits>_<43-character secret>", invalid=True
         )
     async with pool.acquire() as conn:
         record = await ApiKeyRepository(conn).find(key)
     if record is None:
-        raise Unauthenticated(f"unknown API key {prefix}", invalid=True)
+        raise _unauthenticated(f"unknown API key {prefix}", invalid=True)
     if record.revoked_at is not None:
-        raise Unauthenticated(
+        raise _unauthenticated(
             f"API key {prefix} was revoked at {record.revoked_at.isoformat()}", invalid=True
         )
     return record
@@ -236,128 +307,48 @@ async def _body_offices(request: Request, source: OfficeFrom) -> list[str]:
     ]
 
 
-async def _check_office(
-    rule: Rule,
-    key: ApiKey,
-    request: Request,
-    pool: DbPool,
-    client: TemporalClient,
-    settings: AppSettings,
-) -> None:
-    own = key.office
-    if own is None or rule.office is OfficeFrom.NOTHING:
-        return
-    whose = f"API key {key.prefix} ({key.role.value}) acts for office {own!r} only"
-    if rule.office is OfficeFrom.CASE:
-        case_id = request.path_params["case_id"]
-        office = await _case_office(case_id, pool, client, settings)
-        if office is None:
-            raise Problem(404, "case-not-found", f"no case {case_id}", case_id=case_id)
-        if office != own:
-            raise _forbidden(
-                "other-office", f"{whose}; case {case_id} belongs to office {office!r}", key
-            )
-    elif rule.office is OfficeFrom.QUERY:
-        asked = request.query_params.get("office")
-        if asked != own:
-            what = "without an office" if asked is None else f"for office {asked!r}"
-            raise _forbidden(
-                "other-office", f"{whose}: add office={own} (this request asks {what})", key
-            )
-    else:
-        others = sorted({o for o in await _body_offices(request, rule.office) if o != own})
-        if others:
-            named = ", ".join(repr(o) for o in others)
-            raise _forbidden("other-office", f"{whose}; the body names office {named}", key)
+# --- the rule of each route, at /docs and at start --------------------------------------------
 
 
-async def authorize(
-    request: Request, pool: DbPool, client: TemporalClient, settings: AppSettings
-) -> ApiKey | None:
-    """Every route's gatekeeper (None on the open routes)."""
-    route = request.scope.get("route")
-    path = route.path if isinstance(route, APIRoute) else request.url.path
-    rule = rule_for(request.method, path)
-    if rule.open:
+def _dependencies(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            yield sub.call
+        yield from _dependencies(sub)
+
+
+def rule_of(route: BaseRoute) -> Rule | None:
+    """The access rule a route depends on (None: it has none)."""
+    if not isinstance(route, APIRoute):
         return None
-    key = await _identify(request, pool)
-    structlog.contextvars.bind_contextvars(api_key=key.prefix, role=key.role.value)
-    if not rule.allows(key.role):
-        raise _forbidden(
-            "role-not-allowed",
-            f"API key {key.prefix} has role {key.role.value}, which may not call "
-            f"{request.method} {path}; that takes one of: {', '.join(rule.allowed())}",
-            key,
-        )
-    await _check_office(rule, key, request, pool, client, settings)
-    return key
+    for call in _dependencies(route.dependant):
+        if isinstance(call, Rule):
+            return call
+    return None
 
 
-async def _caller(key: Annotated[ApiKey | None, Depends(authorize)]) -> ApiKey:
-    if key is None:  # an open route asked who calls: nobody has to say
-        raise Unauthenticated("this endpoint needs an API key")
-    return key
+class AccessRoute(APIRoute):
+    """A route that states its access rule at /docs: the roles in its description, `x-roles`,
+    and its 401 and 403 answers. Every router of the API builds its routes with it."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        rule = rule_of(self)
+        if rule is None:
+            raise RuntimeError(f"route {path} has no access rule (see api/auth.py)")
+        self.description = f"{self.description}\n\n{rule.describe()}".strip()
+        if not rule.open:
+            self.openapi_extra = {**(self.openapi_extra or {}), "x-roles": rule.allowed()}
+            self.responses = {**problems.responses(401, 403), **self.responses}
 
 
-Caller = Annotated[ApiKey, Depends(_caller)]
-"""The key the request came with, for routes that record it (commands)."""
-
-
-# --- wiring into the app ----------------------------------------------------------------------
-
-SECURITY_SCHEMES: dict[str, Any] = {
-    "bearer": {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "An API key (`rk_<prefix>_<secret>`) from `rectify keys create`",
-    },
-    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-}
-AUTH_RESPONSES: dict[str, Any] = {
-    "401": {
-        "description": "no API key, or a malformed, unknown or revoked one",
-        "content": {"application/problem+json": {}},
-    },
-    "403": {
-        "description": "the key's role may not call this, or the key is for another office",
-        "content": {"application/problem+json": {}},
-    },
-}
-
-
-def install_access_control(app: FastAPI) -> None:
-    """The 401 challenge header, and the rule of each operation in the OpenAPI document.
-
-    (`authorize` itself is given to FastAPI(dependencies=…) by create_app, so that every
-    router included later is behind it.)"""
-
-    @app.exception_handler(Unauthenticated)
-    async def _unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
-        response = problem_response(exc.status, exc.kind, exc.detail, **exc.extra)
-        response.headers["WWW-Authenticate"] = exc.challenge
-        return response
-
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = build()
-        schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(
-            SECURITY_SCHEMES
-        )
-        for path, operations in schema.get("paths", {}).items():
-            for method, operation in operations.items():
-                rule = rule_for(method.upper(), path)
-                description = operation.get("description", "")
-                operation["description"] = f"{description}\n\n{rule.describe()}".strip()
-                if rule.open:
-                    continue
-                operation["security"] = [{"bearer": []}, {"apiKey": []}]
-                operation["x-roles"] = rule.allowed()
-                responses = operation.setdefault("responses", {})
-                for status, response in AUTH_RESPONSES.items():
-                    responses.setdefault(status, response)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def check_access_rules(app: FastAPI) -> None:
+    """Refuse an app with a route nobody gave a rule (a router built without AccessRoute)."""
+    unruled = [
+        f"{sorted(context.methods or ())} {context.path}"
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+        and not isinstance(context.original_route, AccessRoute)
+    ]
+    if unruled:
+        raise RuntimeError(f"routes without an access rule: {', '.join(unruled)}")

@@ -20,39 +20,20 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.problems import Problem
-from domain.models import CaseCommand, CaseState, case_workflow_id
+from domain.case import Receipt
+from domain.models import CaseCommand, case_workflow_id
 from wiring.api_keys import ApiKey
 from wiring.settings import Settings
+from workflows.case import COMMAND_REFUSED
 
 CommandT = TypeVar("CommandT", bound=BaseModel)
-
-
-def problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {}}}
-
-
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: problem("no such case"),
-    409: problem("the case refused the command, with the reason"),
-    413: problem("the body is too large"),
-    422: problem("invalid body: the fields at fault are named"),
-    504: problem("the case did not answer in time"),
-}
-COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
-    k: PROBLEM_RESPONSES[k] for k in (404, 409, 413, 422, 504)
-}
 
 
 def stamped(cmd: CommandT, by: ApiKey) -> CommandT:
     """The command with the caller's key prefix as `acting_key`; a body may not name one."""
     if "acting_key" in cmd.model_fields_set:
         message = "is set by the API from the key the request is sent with; leave it out"
-        raise Problem(
-            422,
-            "invalid-request",
-            f"acting_key: {message}",
-            errors=[{"field": "acting_key", "message": message}],
-        )
+        raise Problem.invalid([("acting_key", message)])
     return cmd.model_copy(update={"acting_key": by.prefix})
 
 
@@ -63,6 +44,16 @@ def bind_case(case_id: str) -> str:
     return workflow_id
 
 
+def not_answering(case_id: str, seconds: float) -> Problem:
+    return Problem(
+        504,
+        "case-not-answering",
+        f"case {case_id} did not answer within {seconds:g} s (is a worker running?); "
+        "a command may still take effect: read the case before sending it again",
+        case_id=case_id,
+    )
+
+
 @asynccontextmanager
 async def answer_within(case_id: str, seconds: float) -> AsyncIterator[None]:
     """A case whose workflow does not answer (no worker polling) is a 504, not a hung request."""
@@ -70,13 +61,15 @@ async def answer_within(case_id: str, seconds: float) -> AsyncIterator[None]:
         async with asyncio.timeout(seconds):
             yield
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-        raise Problem(
-            504,
-            "case-not-answering",
-            f"case {case_id} did not answer within {seconds:g} s (is a worker running?); "
-            "a command may still take effect: read the case before sending it again",
-            case_id=case_id,
-        ) from exc
+        raise not_answering(case_id, seconds) from exc
+
+
+def refusal(exc: WorkflowUpdateFailedError) -> str | None:
+    """The reason a validator or handler refused an update with; None: it failed otherwise."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type == COMMAND_REFUSED:
+        return cause.message
+    return None
 
 
 async def send_command(
@@ -84,23 +77,24 @@ async def send_command(
     pool: asyncpg.Pool,
     settings: Settings,
     case_id: str,
-    update: Any,
+    name: str,
     cmd: CaseCommand,
     *,
     by: ApiKey,
-) -> CaseState:
-    """Send one update as the key `by`; a refusal becomes 409 with the workflow's reason, no
-    case 404. The workflow audits the key's prefix: a body cannot name another key."""
+) -> Receipt:
+    """Send the update `name` as the key `by`; a refusal becomes 409 with the workflow's
+    reason, no case 404. The workflow audits the key's prefix: a body cannot name another key."""
     cmd = stamped(cmd, by)
     workflow_id = bind_case(case_id)
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
     try:
         async with answer_within(case_id, settings.case_answer_timeout_s):
-            state: CaseState = await handle.execute_update(update, cmd)
-        return state
+            receipt: Receipt = await handle.execute_update(name, cmd, result_type=Receipt)
+        return receipt
     except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        reason = refusal(exc)
+        if reason is None:
+            raise
         raise Problem(409, "command-refused", reason, case_id=case_id) from exc
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:

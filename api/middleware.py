@@ -6,12 +6,13 @@ A pure ASGI middleware (not `BaseHTTPMiddleware`) so the route runs in the same 
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import Problem
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +69,7 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers", []))
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
+            await self._too_large(scope, receive, send)
             return
         if declared is not None:
             await self.app(scope, receive, send)
@@ -82,7 +83,7 @@ class BodyLimitMiddleware:
                 break
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self._too_large(send)
+                await self._too_large(scope, receive, send)
                 return
             chunks.append(message)
             more = message.get("more_body", False)
@@ -92,23 +93,6 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "https://rectify.invalid/problems/body-too-large",
-                "title": "Content Too Large",
-                "status": 413,
-                "detail": f"the request body is larger than {self.max_bytes} bytes",
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the request body is larger than {self.max_bytes} bytes"
+        await Problem(413, "body-too-large", detail).response()(scope, receive, send)

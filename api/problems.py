@@ -1,7 +1,13 @@
-"""Errors as RFC 9457 problem details: `type`, `title`, `status`, `detail`."""
+"""Errors as RFC 9457 problem details (`type`, `title`, `status`, `detail`), made in one place.
+
+Every error the API answers is a `Problem`: raised by a route or a dependency, made by the
+handlers below from FastAPI's own errors, sent by the body-size middleware, or embedded per item
+in a batch answer (`Problem.document()`). `responses(...)` documents them in OpenAPI.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -9,6 +15,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -17,48 +24,110 @@ PROBLEM_BASE = "https://rectify.invalid/problems/"
 log = structlog.get_logger(__name__)
 
 
-class Problem(Exception):
-    """Raise from a route to answer with a problem document."""
+class ProblemDocument(BaseModel):
+    """The shape of every error (members beyond these four name what it concerns)."""
 
-    def __init__(self, status: int, kind: str, detail: str, **extra: Any) -> None:
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="a URI naming the kind of problem")
+    title: str
+    status: int
+    detail: str
+
+
+class Problem(Exception):
+    """Raise from a route or a dependency to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status, self.kind, self.detail, self.extra = status, kind, detail, extra
+        self.headers = dict(headers or {})
+
+    @classmethod
+    def invalid(cls, errors: Iterable[tuple[str, str]]) -> Problem:
+        """422 `invalid-request`, naming each field at fault (as FastAPI's validation does)."""
+        listed = [{"field": field, "message": message} for field, message in errors]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in listed)
+        return cls(422, "invalid-request", detail, errors=listed)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "type": PROBLEM_BASE + self.kind,
+            "title": HTTPStatus(self.status).phrase,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            self.document(), status_code=self.status, media_type=PROBLEM_JSON, headers=self.headers
+        )
 
 
-def problem_response(status: int, kind: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {
-        "type": PROBLEM_BASE + kind,
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+def field_path(loc: Iterable[Any]) -> str:
+    """A pydantic error location as the field's dotted path (`subject.identifiers.domain`)."""
+    return ".".join(str(part) for part in loc if part != "body") or "body"
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc if part not in ("body",)) or "body"
+def validation_problem(errors: Iterable[Mapping[str, Any]]) -> Problem:
+    """The problem for pydantic's (or FastAPI's) validation errors."""
+    return Problem.invalid(
+        (field_path(err.get("loc", ())), str(err.get("msg", ""))) for err in errors
+    )
+
+
+DESCRIPTIONS: dict[int, str] = {
+    401: "no API key, or a malformed, unknown or revoked one",
+    403: "the key's role may not call this, or the key is for another office",
+    404: "no such case",
+    409: "the case refused the command, with the reason",
+    413: "the body is too large",
+    422: "invalid input: the fields at fault are named in `errors`",
+    503: "the Temporal server did not answer",
+    504: "the case did not answer in time",
+}
+
+
+def responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these problem statuses, each `404` or `(404, "its description")`."""
+    schema = ProblemDocument.model_json_schema()
+    documented: dict[int | str, dict[str, Any]] = {}
+    for item in statuses:
+        status, description = item if isinstance(item, tuple) else (item, DESCRIPTIONS[item])
+        documented[status] = {
+            "description": description,
+            "content": {PROBLEM_JSON: {"schema": schema}},
+        }
+    return documented
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.kind, exc.detail, **exc.extra)
+        return exc.response()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": _field_path(tuple(err.get("loc", ()))), "message": err.get("msg", "")}
-            for err in exc.errors()
-        ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem_response(422, "invalid-request", detail, errors=errors)
+        return validation_problem(exc.errors()).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, "http-error", str(exc.detail))
+        return Problem(
+            exc.status_code, "http-error", str(exc.detail), headers=exc.headers
+        ).response()
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return problem_response(500, "internal-error", "an internal error occurred; it was logged")
+        return Problem(
+            500, "internal-error", "an internal error occurred; it was logged"
+        ).response()

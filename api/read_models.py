@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
 
 from domain.models import Outcome, Stage, SubjectIdentifiers, SubjectKind
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 # Dates and years are China's: a case opened at 23:30 on 31 December in Beijing is that year's.
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+# Free text goes to PostgreSQL as a bind parameter; text there cannot hold NUL.
+NO_NUL = r"^[^\x00]*$"
 
 
 # --- the case list ---------------------------------------------------------------------------
@@ -78,6 +80,9 @@ class CaseFilters:
     closed: bool | None = None
 
 
+_AWARE: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+
+
 class InvalidCursor(ValueError):
     """A cursor this API did not hand out (or one that was altered)."""
 
@@ -98,9 +103,9 @@ class CaseCursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             opened_at, case_id = json.loads(raw)
-            moment = datetime.fromisoformat(opened_at)
-            if moment.utcoffset() is None:
-                raise ValueError("a cursor's time carries its offset")
+            if not isinstance(opened_at, str):
+                raise TypeError("a cursor's time is an ISO 8601 string")
+            moment = _AWARE.validate_strings(opened_at)  # with its offset
             moment = moment.astimezone(UTC)  # year 1 at +14:00 overflows here, not in asyncpg
             case_id.encode()  # a lone surrogate from a forged \ud800 fails here, not in asyncpg
         except (ValueError, TypeError, AttributeError, OverflowError, binascii.Error) as exc:
@@ -263,7 +268,6 @@ class StatsScope:
 STATS_ACTIONS = (
     "interview_recorded",
     "penalty_decided",
-    "fine_decided",
     "referral_sent",
     "handling_limit_exceeded",
 )
@@ -301,8 +305,7 @@ WITH actions AS (
            CASE WHEN a.action = 'penalty_decided' THEN a.payload ->> 'measure' END AS measure,
            CASE WHEN a.action = 'referral_sent' THEN a.payload ->> 'closes_with' END
                AS closes_with,
-           CASE WHEN a.action = 'fine_decided' THEN (a.payload ->> 'amount_yuan')::numeric
-                WHEN a.action = 'penalty_decided' AND a.payload ->> 'measure' = 'fine'
+           CASE WHEN a.action = 'penalty_decided' AND a.payload ->> 'measure' = 'fine'
                 THEN (a.payload ->> 'fine_yuan')::numeric
            END AS fine_yuan
       FROM case_audit a {join}
@@ -311,8 +314,7 @@ WITH actions AS (
        AND {scoped}
 ), acted AS (
     SELECT count(DISTINCT case_id) FILTER (WHERE action = 'interview_recorded') AS interviewed,
-           count(DISTINCT case_id) FILTER (
-               WHERE action = 'fine_decided' OR measure = 'fine') AS fined,
+           count(DISTINCT case_id) FILTER (WHERE measure = 'fine') AS fined,
            coalesce(sum(fine_yuan), 0) AS fines_total_yuan,
            count(DISTINCT case_id) FILTER (
                WHERE measure = 'suspend_functions') AS suspended_or_updated,

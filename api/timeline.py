@@ -2,14 +2,15 @@
 
 Pure functions, no I/O. `temporal_entries` reads one run of a recorded `WorkflowHistory`: commands
 (accepted updates) with the actor from their input, timers with their summary and why they ended,
-activities with their attempts, signals, and the run's own start and end. `audit_entries` and
+activities with their attempts (a case's steps run as local activities: their marker holds the
+result, not the input), signals, and the run's own start and end. `audit_entries` and
 `document_entries` turn PostgreSQL rows into entries; `merge` orders everything by time.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -40,6 +41,8 @@ _WRITTEN_BY_TASK = (
     "workflow_execution_continued_as_new",
 )
 _SOURCE_RANK = {"temporal": 0, "audit": 1, "documents": 2}
+_LOCAL_ACTIVITY = "core_local_activity"  # the SDK's marker for a local activity's result
+_STEP_ACTIVITY = "record_step"  # writes a case's step: its result names the step (seq)
 # What can end a wait: a command, a signal, another timer.
 _WAKERS = ("workflow_execution_update_accepted", "workflow_execution_signaled", "timer_fired")
 
@@ -115,29 +118,44 @@ def _first(payloads: Payloads) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _deadline(deadline: dict[str, Any]) -> str:
+    counted = f"{deadline.get('days')} {deadline.get('kind')} days"
+    flag = " (provisional)" if deadline.get("provisional") else ""
+    return f"{counted}, last day {deadline.get('last_day')}{flag}"
+
+
 def _activity_detail(name: str, arg: dict[str, Any], result: dict[str, Any]) -> str:
-    if name == "record_transition":
-        move = f"{arg.get('from_stage')} → {arg.get('to_stage')}"
-        return f"audit write: {arg.get('action')} ({move}), seq {arg.get('seq')}"
-    if name == "record_case_opened":
-        return "case registered: register row and audit seq 1 (case_opened)"
-    if name == "issue_document":
-        return f"document issued: {arg.get('kind')} {result.get('number', '')}".rstrip()
-    if name == "compute_deadline":
-        due = f", last day {result['last_day']}" if "last_day" in result else ""
-        flag = " (provisional)" if result.get("provisional") else ""
-        return f"deadline computed: {arg.get('days')} {arg.get('kind')} days{due}{flag}"
-    if name == "case_policy":
-        return f"policy {result.get('version')} fixed ({result.get('prior_cases', 0)} prior cases)"
+    """What an activity did, from its input (an activity's) or its result (a local one's)."""
+    if name == "record_step":
+        detail = f"step {result.get('seq', arg.get('seq', '?'))} written"
+        numbers = [doc.get("number") for doc in result.get("documents") or []]
+        if numbers:
+            detail += f"; documents {', '.join(str(n) for n in numbers)}"
+        for period, deadline in (result.get("deadlines") or {}).items():
+            detail += f"; {period}: {_deadline(deadline)}"
+        return detail
+    if name == "open_case":
+        policy = result.get("policy") or {}
+        detail = (
+            f"case registered: policy {policy.get('version')}, "
+            f"{policy.get('prior_cases', 0)} prior cases"
+        )
+        filing = result.get("filing_deadline")
+        return detail + (f"; filing: {_deadline(filing)}" if filing else "")
+    if name == "compute_deadline" and result:
+        return f"deadline computed: {_deadline(result)}"
     return f"{name} ran"
 
 
 class _Run:
     """One run's events, indexed by the ids that link them (scheduled → started → closed...)."""
 
-    def __init__(self, history: WorkflowHistory, run_id: str | None) -> None:
+    def __init__(
+        self, history: WorkflowHistory, run_id: str | None, actions: Mapping[int, str]
+    ) -> None:
         self.events = list(history.events)
         self.run_id = run_id
+        self.actions = actions  # audit action by step (seq), when the audit trail is known
         self.position = {event.event_id: i for i, event in enumerate(self.events)}
         self.activity_started: dict[int, HistoryEvent] = {}
         self.activity_closed: dict[int, HistoryEvent] = {}
@@ -194,17 +212,16 @@ class _Run:
         return None
 
     def recorded_after(self, event_id: int) -> str | None:
-        """The audit action the workflow wrote in reaction to a fired timer, if any."""
+        """The step the workflow wrote in reaction to a fired timer, if any: its audit action
+        when the audit trail is known, else `step N`."""
         for event in self.events[self.position[event_id] + 1 :]:
-            kind, attrs = _kind(event), _attrs(event)
+            kind = _kind(event)
             if kind in _WAKERS:
                 return None
-            if (
-                kind == "activity_task_scheduled"
-                and attrs.activity_type.name == "record_transition"
-            ):
-                action = _first(attrs.input).get("action")
-                return str(action) if action else None
+            marker = _local_activity(event)
+            if marker is not None and marker[0] == _STEP_ACTIVITY and "seq" in marker[2]:
+                seq = int(marker[2]["seq"])
+                return self.actions.get(seq, f"step {seq}")
         return None
 
     # --- one method per kind of entry ----------------------------------------------------------
@@ -266,9 +283,29 @@ class _Run:
             detail += f"; failed: {_attrs(closed).failure.message}"
         elif status != "completed":
             detail += f"; {status.replace('_', ' ')}"
-        actor = arg.get("actor") or (arg.get("entry") or {}).get("actor")
         data = {"activity_id": attrs.activity_id, "attempts": attempts, "status": status}
-        return self.entry(event, "activity", name, detail, who=actor, data=data)
+        return self.entry(event, "activity", name, detail, who=arg.get("actor"), data=data)
+
+    def local_activity(
+        self, event: HistoryEvent, name: str, marker: dict[str, Any], result: dict[str, Any]
+    ) -> TimelineEntry:
+        failure = event.marker_recorded_event_attributes.failure
+        failed = event.marker_recorded_event_attributes.HasField("failure")
+        attempts = int(marker.get("attempt") or 1)
+        detail = _activity_detail(name, {}, result)
+        if attempts > 1:
+            detail += f" (after {attempts} attempts)"
+        if failed:
+            detail += f"; failed: {failure.message}"
+        data: dict[str, Any] = {
+            "activity_id": marker.get("activity_id"),
+            "attempts": attempts,
+            "status": "failed" if failed else "completed",
+            "local": True,
+        }
+        if name == _STEP_ACTIVITY and "seq" in result:
+            data["seq"] = int(result["seq"])
+        return self.entry(event, "activity", name, detail, data=data)
 
     def signal(self, event: HistoryEvent) -> TimelineEntry:
         attrs = event.workflow_execution_signaled_event_attributes
@@ -317,14 +354,33 @@ class _Run:
         return None
 
 
-def temporal_entries(history: WorkflowHistory, run_id: str | None = None) -> list[TimelineEntry]:
+def _local_activity(event: HistoryEvent) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """A local activity's marker: its type, the marker's data (attempt, id) and its result."""
+    if _kind(event) != "marker_recorded":
+        return None
+    attrs = event.marker_recorded_event_attributes
+    if attrs.marker_name != _LOCAL_ACTIVITY:
+        return None
+    marker = _first(attrs.details["data"]) if "data" in attrs.details else {}
+    result = _first(attrs.details["result"]) if "result" in attrs.details else {}
+    return str(marker.get("activity_type") or "local_activity"), marker, result
+
+
+def temporal_entries(
+    history: WorkflowHistory,
+    run_id: str | None = None,
+    actions: Mapping[int, str] | None = None,
+) -> list[TimelineEntry]:
     """One run's history as entries, in event order. An update refused by its validator never
-    reaches history; one refused by its handler (re-validated under the case lock) is `refused`."""
-    run = _Run(history, run_id)
+    reaches history; one refused by its handler (re-validated under the case lock) is `refused`.
+    `actions` (the audit trail's action by step) names what a fired timer led to."""
+    run = _Run(history, run_id, actions or {})
     entries: list[TimelineEntry] = []
     for event in run.events:
         kind = _kind(event)
-        if kind == "workflow_execution_update_accepted":
+        if (marker := _local_activity(event)) is not None:
+            entries.append(run.local_activity(event, *marker))
+        elif kind == "workflow_execution_update_accepted":
             entries.append(run.command(event))
         elif kind == "timer_started":
             entries.extend(run.timer(event))
@@ -402,5 +458,9 @@ def build_timeline(
     documents: Iterable[DocumentRow],
 ) -> list[TimelineEntry]:
     """The whole timeline: every run (oldest first) merged with the audit trail and documents."""
-    temporal = [entry for run_id, history in runs for entry in temporal_entries(history, run_id)]
-    return merge(temporal, audit_entries(audit), document_entries(documents))
+    trail = list(audit)
+    actions = {row.seq: row.action for row in trail}
+    temporal = [
+        entry for run_id, history in runs for entry in temporal_entries(history, run_id, actions)
+    ]
+    return merge(temporal, audit_entries(trail), document_entries(documents))

@@ -125,9 +125,6 @@ def _steps(rng: random.Random, outcome: str | None) -> list[tuple[str, dict[str,
     if rng.random() < 0.03:
         steps.append(("handling_limit_exceeded", {"limit": "90 days"}))
     if outcome == "penalized":
-        if rng.random() < 0.25:  # version 1
-            steps.append(("fine_decided", {"amount_yuan": f"{rng.randrange(1, 500) * 1000}"}))
-            return steps
         if rng.random() < 0.7:
             fine = f"{rng.randrange(1, 1000) * 500}.00"
             steps.append(("penalty_decided", {"measure": "fine", "fine_yuan": fine}))

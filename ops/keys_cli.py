@@ -16,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 
+from domain.roles import Role
 from wiring.api_keys import (
     PREFIX_PATTERN,
     ApiKey,
@@ -23,7 +24,6 @@ from wiring.api_keys import (
     CreatedKey,
     InvalidKeySpec,
     KeySpec,
-    Role,
     key_prefix,
 )
 from wiring.devstack import Banner

@@ -1,4 +1,5 @@
-"""Every command over HTTP: the whole penalty path, referrals, and each kind of error.
+"""Every command over HTTP: the whole penalty path, referrals, and each kind of error. A
+command answers the workflow's small receipt; GET /cases/{id} the whole state.
 
 The API talks to the time-skipping server here (a normal Temporal frontend), so the test can skip
 the statement-and-defence window with `env.sleep` between HTTP calls.
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api.routes.commands import COMMANDS
+from domain.procedure import COMMANDS
 from tests.conftest import new_case_id
 from tests.test_api_integration import api_client, case_body
 from workflows.case import CaseWorkflow
@@ -86,11 +87,50 @@ async def test_penalty_path_over_http(api: httpx.AsyncClient, ts_env: WorkflowEn
         OFFICER | {"measure": "warning", "reasons": "r", "legal_basis": "PIPL art. 66"},
     )
     assert decided["stage"] == "service_pending"
+    view = (await api.get(case)).json()
+    assert (view["source"], view["deadline"]["name"]) == ("workflow", "service")
+    assert view["penalty"]["measure"] == "warning"
+    assert view["penalty"]["legal_basis"] == "PIPL art. 66"
+    assert decided["documents"] == [view["documents"][-1]["number"]]
     served_at = (await ts_env.get_current_time()).isoformat()
     closed = await call(
         api, f"{case}/service", OFFICER | {"served_at": served_at, "method": "direct"}
     )
     assert (closed["stage"], closed["outcome"]) == ("closed", "warned")
+    # A closed case still answers from its workflow, with the whole state.
+    view = (await api.get(case)).json()
+    assert (view["source"], view["stage"], view["outcome"]) == ("workflow", "closed", "warned")
+    assert view["deadline"] is None and view["state"]["penalty"]["measure"] == "warning"
+
+
+async def test_a_command_answers_a_receipt_and_the_case_its_state(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    case = await opened(api)
+    opened_view = (await api.get(case)).json()
+    assert opened_view["deadline"]["name"] == "filing"
+    receipt = await call(
+        api, f"{case}/filing-decision", OFFICER | {"decision": "filed", "reasons": "r"}
+    )
+    case_id = case.rsplit("/", 1)[1]
+    numbers = await pool.fetch(
+        "SELECT number FROM documents WHERE case_id = $1 ORDER BY id", case_id
+    )
+    assert receipt == {
+        "case_id": case_id,
+        "stage": "filed",
+        "step": 2,
+        "waiting_for": receipt["waiting_for"],
+        "documents": [row["number"] for row in numbers],
+        "outcome": None,
+    }
+    assert receipt["waiting_for"]
+    view = (await api.get(case)).json()
+    assert (view["stage"], view["waiting_for"]) == ("filed", receipt["waiting_for"])
+    assert view["state"]["step"] == 2 and view["state"]["filing"]["decision"] == "filed"
+    assert [d["number"] for d in view["documents"]] == receipt["documents"]
+    assert view["deadline"]["name"] == "handling"  # filed: the 90-day limit is pending
+    assert view["opened_at"] == opened_view["opened_at"]
 
 
 async def test_referral_steps_over_http(api: httpx.AsyncClient) -> None:
@@ -105,10 +145,12 @@ async def test_referral_steps_over_http(api: httpx.AsyncClient) -> None:
     assert missing["detail"].endswith("no referral 7")
     await call(api, f"{case}/referrals/1/approval", {"actor": "agency.head"})
     await call(api, f"{case}/referrals/1/transfer", OFFICER)
-    state = await call(
+    receipt = await call(
         api, f"{case}/referrals/1/acknowledgement", {"actor": "police", "notes": "received"}
     )
-    assert state["stage"] == "filed"
+    assert receipt["stage"] == "filed"
+    [referral] = (await api.get(case)).json()["state"]["referrals"]
+    assert (referral["referral_id"], referral["status"]) == (1, "acknowledged")
     bad = await call(api, f"{case}/referrals/0/approval", {"actor": "head"}, 422)
     assert "referral_id" in bad["detail"]
 
@@ -118,7 +160,8 @@ async def test_every_command_is_routed_and_unknown_cases_are_404(api: httpx.Asyn
     routes = set(schema["paths"])
     for command in COMMANDS:
         assert f"/cases/{{case_id}}/{command.path}" in routes
-        assert hasattr(CaseWorkflow, command.update.__name__)
+        assert hasattr(CaseWorkflow, command.name)
+    assert "/cases/{case_id}/fine-decision" not in routes
     missing = f"/cases/{new_case_id()}"
     problem = await call(
         api, f"{missing}/withdrawal", OFFICER | {"ground": "no_violation", "reasons": "r"}, 404
@@ -141,7 +184,8 @@ async def test_bad_bodies_are_422_naming_the_field(api: httpx.AsyncClient) -> No
         OFFICER | {"kind": "reconsideration", "event": "filed", "at": "2026-12-01T10:00:00"},
         422,
     )
-    assert "at" in problem["detail"] and "UTC offset" in problem["detail"]
+    assert "at" in [error["field"] for error in problem["errors"]]
+    assert "timezone" in problem["detail"]
 
 
 async def test_oversized_body_is_413(api: httpx.AsyncClient) -> None:

@@ -128,7 +128,7 @@ async def test_bad_events_are_422_naming_the_field(api: httpx.AsyncClient) -> No
     assert response.status_code == 422
     assert "type" in [e["field"] for e in response.json()["errors"]]
     response = await api.post("/events", json=event(occurred_at="2026-11-28T09:30:00"))
-    assert response.status_code == 422 and "UTC offset" in response.json()["detail"]
+    assert response.status_code == 422 and "timezone" in response.json()["detail"]
     response = await api.post("/events/batch", json={"events": []})
     assert response.status_code == 422 and "events" in response.json()["detail"]
 
@@ -186,5 +186,7 @@ async def test_a_bad_item_in_a_batch_is_answered_in_its_place(api: httpx.AsyncCl
     body = response.json()
     statuses = [item["status"] for item in body["results"]]
     assert statuses == [201, 422, 201]
-    assert "type" in body["results"][1]["problem"]["detail"]
+    problem = body["results"][1]["problem"]
+    assert "type" in problem["detail"] and problem["type"].endswith("/invalid-request")
+    assert problem["status"] == 422 and problem["errors"][0]["field"] == "type"
     assert (body["opened"], body["failed"]) == (2, 1)

@@ -4,6 +4,7 @@ through the API on a real Temporal dev server with a real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -46,8 +47,12 @@ def json_payload(data: bytes) -> Payloads:
 # --- pure: recorded histories -------------------------------------------------------------------
 
 
+FINED = "case-v3-fined-after-hearing"
+MISSED = "case-v3-deadline-missed-warned"
+
+
 def test_fined_after_hearing_lists_every_command_in_order_with_its_actor() -> None:
-    entries = timeline.temporal_entries(recorded("case-v2-fined-after-hearing"))
+    entries = timeline.temporal_entries(recorded(FINED))
     commands = [(e.step, e.who) for e in of_kind(entries, "command")]
     assert commands == [
         ("decide_filing", "officer.li"),
@@ -68,56 +73,67 @@ def test_fined_after_hearing_lists_every_command_in_order_with_its_actor() -> No
 
 
 def test_fined_after_hearing_finds_the_hearing_request_window_and_the_payment() -> None:
-    entries = timeline.temporal_entries(recorded("case-v2-fined-after-hearing"))
+    entries = timeline.temporal_entries(recorded(FINED))
     timers = [(e.step, e.data["summary"], e.data.get("after")) for e in of_kind(entries, "timer")]
     # The statement-and-defence window (in which the party may ask for a hearing) ends early
     # because the party asked for one; the payment timer ends with the payment.
-    assert ("timer_set", "statement-and-defence window due 2026-12-04", None) in timers
-    assert (
-        "timer_cancelled",
-        "statement-and-defence window due 2026-12-04",
-        "command request_hearing",
-    ) in timers
-    assert ("timer_cancelled", "payment due 2027-01-04", "command record_payment") in timers
+    defence = next(t[1] for t in timers if t[1].startswith("defence due "))
+    assert ("timer_set", defence, None) in timers
+    assert ("timer_cancelled", defence, "command request_hearing") in timers
+    payment_due = next(t[1] for t in timers if t[1].startswith("payment due "))
+    assert ("timer_cancelled", payment_due, "command record_payment") in timers
     assert not [t for t in timers if t[0] == "timer_fired"]
 
     payment = next(e for e in entries if e.step == "record_payment")
     assert payment.data["input"]["amount_yuan"] == "200000"
     assert payment.detail == "record_payment done"
-    writes = [e.detail for e in entries if e.step == "record_transition"]
-    assert writes[-1] == "audit write: fine_paid (payment_pending → closed), seq 11"
-    documents = [e.detail for e in entries if e.step == "issue_document"]
-    assert "document issued: hearing_notice beijing-hearing_notice-2026-0001" in documents
-    assert all(e.data["attempts"] == 1 for e in of_kind(entries, "activity"))
+    # Each step is one local activity (the marker keeps its result): its number, documents and
+    # the deadlines it counted.
+    steps = [e for e in entries if e.step == "record_step"]
+    assert [e.data["seq"] for e in steps] == list(range(2, 12))
+    assert steps[-1].detail == "step 11 written"
+    assert any("-hearing_notice-" in e.detail for e in steps)
+    assert any(e.detail.startswith("case registered: policy 2026.1") for e in entries)
+    activities = of_kind(entries, "activity")
+    assert all(e.data["attempts"] == 1 and e.data["local"] for e in activities)
 
 
 def test_fired_timers_say_which_deadline_and_what_followed() -> None:
-    entries = timeline.temporal_entries(recorded("case-v2-deadline-missed-warned"))
-    fired = [(e.data["summary"], e.data["then"]) for e in entries if e.step == "timer_fired"]
-    assert fired == [
-        ("rectification deadline due 2026-12-04", "deadline_reminder"),
-        ("rectification deadline due 2026-12-04", "deadline_reminder"),
-        ("rectification deadline due 2026-12-04", "penalty_procedure_opened"),
-        ("statement-and-defence window due 2026-12-11", "defence_window_closed"),
+    history = recorded(MISSED)
+    fired = [e for e in timeline.temporal_entries(history) if e.step == "timer_fired"]
+    due = fired[0].data["summary"]
+    assert due.startswith("rectification due ")
+    # Alone, a history names the step a timer led to; with the audit trail, its action.
+    assert [e.data["then"] for e in fired] == ["step 6", "step 7", "step 8", "step 12"]
+    actions = {6: "deadline_reminder", 7: "deadline_reminder", 8: "penalty_procedure_opened"}
+    named = [
+        (e.data["summary"], e.data["then"])
+        for e in timeline.temporal_entries(history, actions=actions | {12: "defence_closed"})
+        if e.step == "timer_fired"
     ]
-    last = next(e for e in reversed(entries) if e.step == "timer_fired")
-    assert last.detail.startswith("statement-and-defence window due 2026-12-11: its time came")
-    assert timeline.workflow_status(recorded("case-v2-deadline-missed-warned")) == "completed"
+    assert named[:3] == [
+        (due, "deadline_reminder"),
+        (due, "deadline_reminder"),
+        (due, "penalty_procedure_opened"),
+    ]
+    assert named[3][0].startswith("defence due ") and named[3][1] == "defence_closed"
+    assert fired[-1].detail.endswith("; then step 12")
+    assert timeline.workflow_status(history) == "completed"
 
 
-def test_retried_activity_shows_its_attempts_and_last_failure() -> None:
-    events = list(recorded("case-v2-fined-after-hearing").events)
-    started = next(e for e in events if e.HasField("activity_task_started_event_attributes"))
-    started.activity_task_started_event_attributes.attempt = 3
-    started.activity_task_started_event_attributes.last_failure.message = "connection refused"
+def test_retried_activity_shows_its_attempts() -> None:
+    events = list(recorded(FINED).events)
+    marker = next(e for e in events if e.HasField("marker_recorded_event_attributes"))
+    data = marker.marker_recorded_event_attributes.details["data"].payloads[0]
+    data.data = json.dumps({**json.loads(data.data), "attempt": 3}).encode()
     entries = timeline.temporal_entries(WorkflowHistory("case:x", events))
     retried = next(e for e in entries if e.kind == "activity")
-    assert retried.data["attempts"] == 3
-    assert retried.detail.endswith("(after 3 attempts; last failure: connection refused)")
+    assert (retried.step, retried.data["attempts"]) == ("open_case", 3)
+    assert retried.detail.endswith("(after 3 attempts)")
 
 
 def test_update_refused_by_its_handler_and_a_signal_are_shown() -> None:
-    events = list(recorded("case-v2-fined-after-hearing").events)
+    events = list(recorded(FINED).events)
     completed = next(
         e for e in events if e.HasField("workflow_execution_update_completed_event_attributes")
     )
@@ -166,21 +182,26 @@ def test_merge_orders_by_time_then_source_then_audit_seq_then_event_id() -> None
 
 
 def test_workflow_steps_carry_the_workflow_clock_like_the_audit_trail() -> None:
-    """An audit row's occurred_at is workflow.now(): the command and activity entries of the same
-    workflow task carry that instant, not the later time the server wrote their events."""
-    history = recorded("case-v2-fined-after-hearing")
+    """An audit row's occurred_at (and its documents' issued_at) is workflow.now(): a command
+    and the step it wrote, in one workflow task, carry that instant, not the later time the
+    server wrote their events."""
+    history = recorded(FINED)
     entries = timeline.temporal_entries(history)
-    writes = {
-        e.event_id: e.at for e in entries if e.step in ("record_transition", "record_case_opened")
+    results = {
+        event.event_id: json.loads(
+            event.marker_recorded_event_attributes.details["result"].payloads[0].data
+        )
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
     }
-    for event in history.events:
-        if event.event_id in writes:
-            sent = event.activity_task_scheduled_event_attributes.input.payloads[0].data
-            occurred = (
-                json.loads(sent).get("occurred_at") or json.loads(sent)["entry"]["occurred_at"]
-            )
-            assert writes[event.event_id] == datetime.fromisoformat(occurred)
-    assert len(writes) == 11
+    checked = 0
+    for command, step in itertools.pairwise(entries):
+        if command.kind == "command" and step.step == "record_step":
+            assert step.at == command.at, command.step
+            for document in results[step.event_id or 0]["documents"]:
+                assert datetime.fromisoformat(document["issued_at"]) == step.at, command.step
+                checked += 1
+    assert checked >= 6
 
 
 # --- through the API on the dev server ----------------------------------------------------------
@@ -281,9 +302,14 @@ async def test_history_of_a_fully_driven_case_lists_every_step_in_order(
     await post(api, "/cases", case_body(case_id))
     deadline_day = ""
     for path, body, _, _ in FULL_PATH:
-        state = await post(api, f"/cases/{case_id}/{path}", body)
+        if path == "interview/schedule":  # a second ahead: the dev server's clock is real
+            at = datetime.now(UTC) + timedelta(seconds=1)
+            body = body | {"scheduled_for": at.isoformat()}
+        if path == "interview/record":  # once its time has come
+            await asyncio.sleep((at - datetime.now(UTC)).total_seconds() + 0.3)
+        await post(api, f"/cases/{case_id}/{path}", body)
         if path == "rectification-order":
-            deadline_day = state["order"]["deadline"]["last_day"]
+            deadline_day = (await api.get(f"/cases/{case_id}")).json()["deadline"]["last_day"]
     await dev_env.client.get_workflow_handle(f"case:{case_id}").result()
 
     response = await api.get(f"/cases/{case_id}/history")
@@ -304,7 +330,10 @@ async def test_history_of_a_fully_driven_case_lists_every_step_in_order(
     entries = [TimelineEntry.model_validate(e) for e in body["timeline"]]
     assert [e.at for e in entries] == sorted(e.at for e in entries)
     assert entries[0].step == "workflow_started" and entries[0].who == "officer.chen"
-    assert (entries[-1].step, entries[-1].data["outcome"]) == ("workflow_completed", "rectified")
+    # The last step and the workflow's end are one workflow task: its events, then its audit row.
+    completed = [e for e in entries if e.source == "temporal"][-1]
+    assert (completed.step, completed.data["outcome"]) == ("workflow_completed", "rectified")
+    assert entries[-1].step == "verification_passed"
 
     audit = [(e.step, e.who) for e in entries if e.kind == "audit"]
     assert audit == [
@@ -333,10 +362,11 @@ async def test_history_of_a_fully_driven_case_lists_every_step_in_order(
         "interview_record",
         "rectification_order",
     ]
-    issued = [e.detail for e in entries if e.step == "issue_document"]
-    assert issued == [f"document issued: {kind} {number}" for kind, number in documents]
+    # Each step is one local activity; its entry names the documents the step issued.
+    written = " ".join(e.detail for e in entries if e.step == "record_step")
+    assert all(number in written for _, number in documents)
 
-    summary = f"rectification deadline due {deadline_day}"
+    summary = f"rectification due {deadline_day}"
     timers = [(e.step, e.data["summary"]) for e in entries if e.kind == "timer"]
     assert ("timer_set", summary) in timers
     set_at = next(i for i, e in enumerate(entries) if e.data.get("summary") == summary)
@@ -345,13 +375,13 @@ async def test_history_of_a_fully_driven_case_lists_every_step_in_order(
     )
     assert cancelled.data["after"] == "command submit_rectification_report"
     assert set_at < steps.index(("command", "submit_rectification_report"))
-    assert set_at > steps.index(("audit", "rectification_ordered"))
+    assert set_at > steps.index(("command", "issue_rectification_order"))
 
-    # The audit rows and the activities that wrote them read the same (workflow) clock.
-    written = {e.detail.split()[2]: e.at for e in entries if e.step == "record_transition"}
+    # The audit rows and the steps that wrote them read the same (workflow) clock.
+    steps_at = {e.data["seq"]: e.at for e in entries if e.step == "record_step"}
     for entry in entries:
         if entry.kind == "audit" and entry.step != "case_opened":
-            assert written[entry.step] == entry.at, entry.step
+            assert steps_at[entry.seq] == entry.at, entry.step
 
 
 @pytest.mark.integration
@@ -412,8 +442,9 @@ async def test_history_gone_from_temporal_comes_from_the_audit_trail_and_documen
     assert "retention" in body["temporal_history_note"]
     assert (body["stage"], body["workflow_status"], body["run_ids"]) == ("filed", None, [])
     assert {e["source"] for e in body["timeline"]} == {"audit", "documents"}
+    # The filing decision's document and audit row are one step, one instant: the row first.
     assert [(e["kind"], e["step"], e["who"]) for e in body["timeline"]] == [
         ("audit", "case_opened", "officer.chen"),
-        ("document", "filing_decision", "officer.chen"),
         ("audit", "filed", "officer.chen"),
+        ("document", "filing_decision", "officer.chen"),
     ]

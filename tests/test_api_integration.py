@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -59,6 +65,17 @@ INTERVIEW_RECORD = {
 FILING = {"actor": "officer.chen", "decision": "filed", "reasons": "Monitoring evidence."}
 ORDER = {"actor": "officer.chen", "period_days": 10, "requirements": "Stop the collection."}
 REPORT = {"actor": "party:chaofan", "summary": "SDK removed.", "evidence": ["v2.1 build"]}
+
+
+async def hold_interview(api: httpx.AsyncClient, base: str) -> None:
+    """Give notice of an interview a second ahead, and record it once its time has come: the
+    dev server's clock is the real one, and an interview is recorded only after its time."""
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    await post(
+        api, f"{base}/interview/schedule", INTERVIEW | {"scheduled_for": at.isoformat()}, 200
+    )
+    await asyncio.sleep((at - datetime.now(UTC)).total_seconds() + 0.3)
+    await post(api, f"{base}/interview/record", INTERVIEW_RECORD, 200)
 
 
 async def create_key(pg_dsn: str, role: str, office: str | None = None) -> str:
@@ -140,15 +157,23 @@ async def test_case_driven_to_closed_through_the_api(
     base = f"/cases/{case_id}"
     filed = await post(api, f"{base}/filing-decision", FILING, 200)
     assert filed["stage"] == "filed"
-    await post(api, f"{base}/interview/schedule", INTERVIEW, 200)
-    await post(api, f"{base}/interview/record", INTERVIEW_RECORD, 200)
-    state = await post(api, f"{base}/rectification-order", ORDER, 200)
-    assert state["order"]["deadline"]["days"] == 10
+    await hold_interview(api, base)
+    ordered = await post(api, f"{base}/rectification-order", ORDER, 200)
+    assert ordered["stage"] == "rectifying" and len(ordered["documents"]) == 1
 
     live = (await api.get(base)).json()
     assert (live["source"], live["stage"]) == ("workflow", "rectifying")
-    assert live["deadline_at"] == state["order"]["deadline"]["due_at"].replace("+00:00", "Z")
+    deadline = live["state"]["deadlines"]["rectification"]
+    assert deadline["days"] == 10
+    assert live["deadline"]["name"] == "rectification"
+    assert live["deadline"]["due_at"] == deadline["due_at"]
     assert "rectification report" in live["waiting_for"]
+    register = await pool.fetchrow(
+        "SELECT opened_at, deadline_at FROM cases WHERE case_id = $1", case_id
+    )
+    assert register is not None
+    assert datetime.fromisoformat(live["deadline"]["due_at"]) == register["deadline_at"]
+    assert datetime.fromisoformat(live["opened_at"]) == register["opened_at"]  # one opening time
 
     await post(api, f"{base}/rectification-report", REPORT, 200)
     closed = await post(
@@ -159,9 +184,10 @@ async def test_case_driven_to_closed_through_the_api(
     )
     assert (closed["stage"], closed["outcome"]) == ("closed", "rectified")
 
-    # Once closed, the case is read from the register.
+    # Closed, the case still answers from its workflow (a worker replays it for the query).
     view = (await api.get(base)).json()
-    assert (view["source"], view["stage"], view["outcome"]) == ("register", "closed", "rectified")
+    assert (view["source"], view["stage"], view["outcome"]) == ("workflow", "closed", "rectified")
+    assert view["deadline"] is None and view["closed_at"] is not None
 
     row = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
     assert row is not None
@@ -191,10 +217,70 @@ async def test_case_driven_to_closed_through_the_api(
     assert all(
         d["number"].startswith("shanghai-") and d["actor"] == "officer.chen" for d in documents
     )
+    assert [(d["kind"], d["number"]) for d in view["documents"]] == [
+        (d["kind"], d["number"]) for d in documents
+    ]
 
     # A report on the closed case: 409 naming why.
     refused = await post(api, f"{base}/rectification-report", REPORT, 409)
     assert refused["detail"] == f"case {case_id} is closed (outcome: rectified)"
+
+
+async def forget_workflow(env: WorkflowEnvironment, case_id: str) -> None:
+    """Delete the case's workflow from Temporal (as retention would), and wait until it is."""
+    await env.client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace="default", workflow_execution=WorkflowExecution(workflow_id=f"case:{case_id}")
+        )
+    )
+    handle = env.client.get_workflow_handle(f"case:{case_id}")
+    for _ in range(100):  # deletion is asynchronous
+        try:
+            await handle.describe()
+        except RPCError as exc:
+            assert exc.status == RPCStatusCode.NOT_FOUND
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the workflow was not deleted")
+
+
+async def test_a_case_its_workflow_cannot_answer_for_is_read_from_the_register(
+    api: httpx.AsyncClient, dev_env: WorkflowEnvironment, pool: asyncpg.Pool
+) -> None:
+    case_id = new_case_id()
+    await post(api, "/cases", case_body(case_id, severity="general"), 201)
+    base = f"/cases/{case_id}"
+    await post(api, f"{base}/filing-decision", FILING, 200)
+    await post(api, f"{base}/penalty-procedure", {"actor": "officer.chen", "reasons": "r"}, 200)
+    report = {"actor": "officer.chen", "facts": "f", "evidence": ["e1"]}
+    assert (await post(api, f"{base}/investigation-report", report, 200))["stage"] == (
+        "notice_pending"
+    )
+    terms = {"measure": "fine", "fine_yuan": "20000", "legal_basis": "PIPL art. 66"}
+    notice = {"actor": "officer.chen", "facts": "f", "reasons": "r", **terms}
+    await post(api, f"{base}/penalty-notice", notice, 200)
+    waiver = {"actor": "party:chaofan", "statement": "We waive.", "waive_rights": True}
+    await post(api, f"{base}/statements", waiver, 200)
+    decision = {"actor": "director.wang", "reasons": "r", **terms}
+    decided = await post(api, f"{base}/penalty-decision", decision, 200)
+    assert decided["stage"] == "service_pending"
+    live = (await api.get(base)).json()
+    assert live["source"] == "workflow"
+
+    await forget_workflow(dev_env, case_id)
+    view = (await api.get(base)).json()
+    assert (view["source"], view["state"]) == ("register", None)
+    assert (view["stage"], view["outcome"], view["office"]) == ("service_pending", None, "shanghai")
+    assert view["waiting_for"]  # the stage table's words
+    assert view["deadline"]["due_at"] == live["deadline"]["due_at"]
+    assert view["deadline"]["name"] is None
+    penalty, decided_live = view["penalty"], live["penalty"]
+    assert (penalty["measure"], Decimal(penalty["fine_yuan"])) == ("fine", Decimal(20000))
+    assert Decimal(decided_live["fine_yuan"]) == Decimal(20000)
+    for same in ("measure", "decided_by", "decided_at"):
+        assert penalty[same] == decided_live[same], same
+    assert view["documents"] == live["documents"]
+    assert view["opened_at"] == live["opened_at"]
 
 
 async def test_same_case_id_twice_is_409_and_one_workflow(
@@ -265,10 +351,17 @@ async def test_unknown_case_is_404(api: httpx.AsyncClient) -> None:
             "scheduled_for",
         ),
         (
-            "/cases/X-1/fine-decision",
-            {"actor": "a", "amount_yuan": "-5", "legal_basis": "b", "reasons": "c"},
-            "amount_yuan",
+            "/cases/X-1/penalty-decision",
+            {
+                "actor": "a",
+                "measure": "fine",
+                "fine_yuan": "-5",
+                "legal_basis": "b",
+                "reasons": "c",
+            },
+            "fine_yuan",
         ),
+        ("/cases/X-1/referrals/0/approval", {"actor": "head"}, "path.referral_id"),
     ],
 )
 async def test_bad_input_is_422_naming_the_field(
@@ -304,10 +397,13 @@ async def test_log_lines_carry_case_and_workflow_ids(
     events = [json.loads(line) for line in lines if line.startswith("{")]
     ours = [e for e in events if e.get("case_id") == case_id]
     names = {e["event"] for e in ours}
-    assert {"case opened", "case registered", "case step recorded", "request handled"} <= names
+    # The API started the workflow, the opening activity registered the case, a step followed.
+    assert {"case workflow started", "case opened", "case step recorded", "request handled"} <= (
+        names
+    )
     for event in ours:
         assert event["workflow_id"] == f"case:{case_id}"
-    requests = [e for e in ours if e["event"] in ("case opened", "request handled")]
+    requests = [e for e in ours if e["event"] in ("case workflow started", "request handled")]
     assert requests and all("request_id" in e for e in requests)
 
 

@@ -18,14 +18,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import WorkflowEnvironment
 
-from activities.register import CaseRegisterActivities
+from activities.register import CaseRegisterRepository
 from api.app import create_app
 from api.read_models import LOCAL_TZ
 from api.routes import registry, stats
-from domain.models import Outcome, Stage, Subject, case_workflow_id
-from domain.records import AuditEntry, CaseOpenedRecord
+from domain.models import Deadline, Outcome, Stage, Subject, case_workflow_id
+from domain.records import StepRecord
 from tests.conftest import open_case_input
 from wiring.api_keys import ApiKeyRepository, KeySpec
 from wiring.settings import Settings
@@ -62,7 +62,6 @@ class KnownCase:
     office: str = OFFICE
     category: str = "prohibited_information"
     subject: Subject | None = None
-    first_stage: Stage = Stage.FILING
     campaign: str | None = None
 
     @property
@@ -117,20 +116,19 @@ CASES = [
         category="personal_information",
         subject=_app("Beta Cleaner", f"com.reading{RUN}.beta"),
     ),
-    KnownCase(  # version 1: the fine decision closes the case
+    KnownCase(  # fined without an interview, paid at once
         "a03",
         bj(2025, 5, 1),
         [
-            Step("warning_issued", Stage.PENALTY_PENDING, bj(2025, 5, 10)),
             Step(
-                "fine_decided",
-                Stage.CLOSED,
-                bj(2025, 5, 21),
-                {"amount_yuan": "12500.50", "legal_basis": "CSL 61", "reasons": "no change"},
-                Outcome.PENALIZED,
+                "penalty_decided",
+                Stage.SERVICE_PENDING,
+                bj(2025, 5, 10),
+                _fine_decision("12500.50"),
             ),
+            Step("decision_served", Stage.PAYMENT_PENDING, bj(2025, 5, 12)),
+            Step("fine_paid", Stage.CLOSED, bj(2025, 5, 21), outcome=Outcome.PENALIZED),
         ],
-        first_stage=Stage.OPENED,
     ),
     KnownCase(
         "a04",
@@ -263,39 +261,45 @@ CASES = [
 BY_KEY = {case.key: case for case in CASES}
 
 
-def _entry(case: KnownCase, seq: int, step: Step, from_stage: Stage | None) -> AuditEntry:
-    return AuditEntry(
-        case_id=case.case_id,
-        workflow_id=case_workflow_id(case.case_id),
-        seq=seq,
-        action=step.action,
-        from_stage=from_stage,
-        to_stage=step.to_stage,
-        actor="officer.reading",
-        occurred_at=step.at,
-        payload=step.payload,
-        outcome=step.outcome,
-        deadline_at=step.deadline_at,
-    )
+def _pending(at: datetime | None) -> Deadline | None:
+    if at is None:
+        return None
+    last_day = at.astimezone(LOCAL_TZ).date().isoformat()
+    return Deadline(due_at=at, last_day=last_day, days=1, kind="calendar", explanation="test")
 
 
 async def _register(pool: asyncpg.Pool, case: KnownCase) -> None:
-    """Write the case as its workflow would: the opening record, then each step."""
-    env, activities = ActivityEnvironment(), CaseRegisterActivities(pool)
+    """Write the case as its steps' activity would: the register row, then each step's audit
+    row and register move (through the register's own repository: the cases here open in
+    2024 and 2025, before the policy in force, which the opening activity would refuse)."""
     overrides: dict[str, Any] = {"office": case.office, "violation_category": case.category}
     if case.subject is not None:
         overrides["subject"] = case.subject
     opened = open_case_input(case.case_id, **overrides)
-    first = Step("case_opened", case.first_stage, case.opened_at)
-    record = CaseOpenedRecord(
-        opened=opened, entry=_entry(case, 1, first, None), policy_version="2026.1"
-    )
-    assert await env.run(activities.record_case_opened, record)
-    stage = case.first_stage
-    for seq, step in enumerate(case.steps, start=2):
-        assert await env.run(activities.record_transition, _entry(case, seq, step, stage))
-        stage = step.to_stage
-    if case.campaign is not None:  # nothing writes campaign_id yet (POST /campaigns will)
+    workflow_id = case_workflow_id(case.case_id)
+    steps = [Step("case_opened", Stage.FILING, case.opened_at), *case.steps]
+    async with pool.acquire() as conn, conn.transaction():
+        register = CaseRegisterRepository(conn)
+        assert await register.insert_case(opened, workflow_id, case.opened_at, "2026.1")
+        stage: Stage | None = None
+        for seq, step in enumerate(steps, start=1):
+            record = StepRecord(
+                case_id=case.case_id,
+                workflow_id=workflow_id,
+                office=case.office,
+                seq=seq,
+                action=step.action,
+                from_stage=stage,
+                to_stage=step.to_stage,
+                actor="officer.reading",
+                occurred_at=step.at,
+                payload=step.payload,
+                outcome=step.outcome,
+            )
+            assert await register.append_audit(record, step.payload)
+            await register.advance_case(record, _pending(step.deadline_at))
+            stage = step.to_stage
+    if case.campaign is not None:  # as POST /campaigns opens them
         await pool.execute(
             "UPDATE cases SET campaign_id = $2 WHERE case_id = $1", case.case_id, case.campaign
         )
@@ -575,7 +579,7 @@ async def test_year_figures_of_an_office(api: httpx.AsyncClient) -> None:
         "category": None,
         "interviewed": 2,  # a01, a02 (a12's was in 2024, a10's in 2026)
         "warned": 2,  # a01, a12 (opened in 2024, closed in 2025)
-        "fined": 2,  # a02 (penalty_decided, fine), a03 (v1 fine_decided)
+        "fined": 2,  # a02, a03 (penalty_decided, fine)
         "fines_total_yuan": "62500.50",
         "suspended_or_updated": 1,  # a04
         "apps_removed": 1,  # a05

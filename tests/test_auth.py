@@ -19,19 +19,21 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.app import create_app
-from api.auth import APPROVALS, COMMAND_PREFIX, ROUTE_RULES, rule_for
+from api.auth import ADMIN_ONLY, AccessRoute, Rule, check_access_rules, rule_of
 from api.routes import registry, stats
+from domain.procedure import COMMANDS
+from domain.roles import Role
 from ops.cli import main as rectify_main
 from ops.keys_cli import DEV_KEYS_FILE, dev_keys_banner, ensure_dev_keys
 from tests.conftest import new_case_id
 from tests.test_api_integration import create_key
-from wiring.api_keys import ApiKeyRepository, InvalidKeySpec, KeySpec, Role
+from wiring.api_keys import ApiKeyRepository, InvalidKeySpec, KeySpec
 from wiring.logs import configure_logging
 from wiring.settings import Settings
 
@@ -42,12 +44,21 @@ KEY = re.compile(r"rk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 
 def api_routes(app: FastAPI) -> list[tuple[str, str]]:
     """(method, path) of every route the app serves (included routers are resolved lazily)."""
-    return [
-        (method, context.path or "")
+    return list(route_rules(app))
+
+
+def route_rules(app: FastAPI) -> dict[tuple[str, str], Rule | None]:
+    """The access rule of every route, by (method, path)."""
+    return {
+        (method, context.path or ""): rule_of(context.original_route)
         for context in iter_route_contexts(app.routes)
         if isinstance(context.original_route, APIRoute)
         for method in context.methods or ()
-    ]
+    }
+
+
+def app_rules() -> dict[tuple[str, str], Rule | None]:
+    return route_rules(_with_reading_routes(create_app(Settings(_env_file=None))))
 
 
 def _with_reading_routes(app: FastAPI) -> FastAPI:
@@ -163,21 +174,28 @@ def assert_problem(response: httpx.Response, status: int, kind: str, *words: str
 # --- the table ----------------------------------------------------------------------------------
 
 
-def test_every_route_has_a_deliberate_rule() -> None:
-    """A new route is either listed in the table or a command; none falls to admin-only by
-    accident (it would still be protected, but nobody would have decided who calls it)."""
-    app = _with_reading_routes(create_app(Settings(_env_file=None)))
-    routes = api_routes(app)
-    assert ("POST", "/cases/{case_id}/filing-decision") in routes
-    unlisted = [
-        (method, path)
-        for method, path in routes
-        if (method, path) not in ROUTE_RULES
-        and not (method == "POST" and path.startswith(COMMAND_PREFIX))
-    ]
-    assert unlisted == []
-    commands = {path.removeprefix(COMMAND_PREFIX) for method, path in routes if method == "POST"}
-    assert APPROVALS - commands == set(), "an approval names no command route"
+def test_every_route_has_a_rule_and_commands_take_theirs_from_the_procedure() -> None:
+    rules = app_rules()
+    assert [route for route, rule in rules.items() if rule is None] == []
+    for command in COMMANDS:
+        rule = rules[("POST", f"/cases/{{case_id}}/{command.path}")]
+        assert rule is not None and rule.roles == {command.role}, command.name
+        assert rule.office.name == "CASE"
+
+
+def test_a_route_without_a_rule_is_refused_when_the_app_is_built() -> None:
+    guarded = APIRouter(route_class=AccessRoute)
+    with pytest.raises(RuntimeError, match="/forgotten has no access rule"):
+        guarded.add_api_route("/forgotten", lambda: None)
+    guarded.add_api_route("/ruled", lambda: None, dependencies=[Depends(ADMIN_ONLY)])
+    plain = APIRouter()
+    plain.add_api_route("/plain", lambda: None)
+    app = FastAPI()
+    app.include_router(guarded)
+    check_access_rules(app)
+    app.include_router(plain)
+    with pytest.raises(RuntimeError, match="/plain"):
+        check_access_rules(app)
 
 
 @pytest.mark.parametrize(
@@ -195,13 +213,17 @@ def test_every_route_has_a_deliberate_rule() -> None:
         ("POST", "/cases/{case_id}/extension-decision", ["supervisor", "admin"]),
         ("POST", "/cases/{case_id}/penalty-decision", ["supervisor", "admin"]),
         ("POST", "/cases/{case_id}/referrals/{referral_id}/approval", ["supervisor", "admin"]),
-        ("PUT", "/calendar/{year}", ["admin"]),  # not listed: admin only
+        ("PUT", "/calendar/{year}", ["admin"]),
+        ("GET", "/policy", ["admin"]),
     ],
 )
 def test_role_table(method: str, path: str, roles: list[str]) -> None:
-    assert rule_for(method, path).allowed() == roles
-    assert not rule_for(method, path).open
-    assert rule_for("GET", "/health").open
+    rules = app_rules()
+    rule = rules[(method, path)]
+    assert rule is not None and rule.allowed() == roles
+    assert not rule.open
+    health = rules[("GET", "/health")]
+    assert health is not None and health.open
 
 
 def test_key_spec_is_checked_before_the_database() -> None:
@@ -271,8 +293,11 @@ async def test_health_and_docs_need_no_key(api: httpx.AsyncClient) -> None:
     assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
     approval = schema["paths"]["/cases/{case_id}/extension-decision"]["post"]
     assert approval["x-roles"] == ["supervisor", "admin"]
+    assert "**Roles:** supervisor, admin." in approval["description"]
+    assert approval["security"] == [{"bearer": []}, {"apiKey": []}]
     assert {"401", "403"} <= set(approval["responses"])
-    assert "security" not in schema["paths"]["/health"]["get"]
+    health = schema["paths"]["/health"]["get"]
+    assert "security" not in health and "No API key needed." in health["description"]
 
 
 # --- 403: each role's boundary -----------------------------------------------------------------

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -189,12 +190,13 @@ def test_make_run_keeps_cases_across_restarts_and_ctrl_c_leaves_no_orphan(
             f"/cases/{case_id}/interview/schedule",
             {
                 "actor": "officer.li",
-                "scheduled_for": "2099-01-05T09:30:00+08:00",
+                "scheduled_for": (datetime.now(UTC) + timedelta(seconds=2)).isoformat(),
                 "place": "room 1",
                 "reason": "counterfeit",
                 "attendees_required": ["operator"],
             },
         )
+        time.sleep(2.5)  # an interview is recorded once it has been held
         post(
             stack,
             f"/cases/{case_id}/interview/record",
@@ -214,7 +216,9 @@ def test_make_run_keeps_cases_across_restarts_and_ctrl_c_leaves_no_orphan(
                 "requirements": "take the site down",
             },
         )
-        due_at = ordered["order"]["deadline"]["due_at"]
+        assert ordered["stage"] == "rectifying"
+        case = httpx.get(f"{stack.url}/cases/{case_id}", headers=stack.headers(), timeout=10).json()
+        due_at = case["state"]["deadlines"]["rectification"]["due_at"]
 
         # make re-raises the SIGINT after its child has ended: exit status -2.
         assert stack.ctrl_c() == -signal.SIGINT
@@ -225,7 +229,7 @@ def test_make_run_keeps_cases_across_restarts_and_ctrl_c_leaves_no_orphan(
         assert json.loads(stack.dev_keys_file.read_text()) == keys, "dev keys are reused"
         case = httpx.get(f"{stack.url}/cases/{case_id}", headers=stack.headers(), timeout=10).json()
         assert (case["source"], case["stage"]) == ("workflow", "rectifying")
-        assert case["live"]["order"]["deadline"]["due_at"] == due_at
+        assert case["state"]["deadlines"]["rectification"]["due_at"] == due_at
         address = f"127.0.0.1:{stack.temporal_port}"
         assert asyncio.run(timer_pending(address, f"case:{case_id}"))
 

@@ -24,7 +24,7 @@ def test_production_requires_named_servers(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_bad_database_url_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "mysql://x")
-    with pytest.raises(ValidationError, match="database_url\n  URL scheme should be .postgres."):
+    with pytest.raises(ValidationError, match=r"database_url\n  URL scheme should be .postgres."):
         Settings(_env_file=None)
 
 

@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     Connection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
 
 
-
-
 # These act for one office; a supervisor or an admin key without an office acts for all.
 OFFICE_REQUIRED = frozenset({Role.ENFORCEMENT_SYSTEM, Role.OFFICER})
 

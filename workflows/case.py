@@ -103,11 +103,14 @@ class CaseWorkflow:
         return CaseResult(case_id=state.case_id, outcome=state.outcome, closed_at=state.closed_at)
 
     async def _opening(self) -> None:
-        """One activity: the policy slice, the filing deadline, the register row."""
+        """One activity: the policy slice, the filing deadline, the register row. A regular
+        activity, not a local one like the steps: an update sent with the start (an event that
+        opens the case) must be accepted in an earlier workflow task than a refused opening
+        fails the case in, or its caller gets no reason."""
         case, state = self._case, self._case.state
         async with case.lock:
             try:
-                opening = await workflow.execute_local_activity_method(
+                opening = await workflow.execute_activity_method(
                     StepActivities.open_case,
                     OpeningRequest(
                         opened=state.opened,

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import Caller
-from api.case_calls import PROBLEM_RESPONSES, answer_within
+from api import problems
+from api.auth import CAMPAIGN_OPENING, CAMPAIGN_READING, AccessRoute
+from api.case_calls import answer_within
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
 from domain.models import Actor, CaseId, NonEmpty, Severity, Subject
+from wiring.api_keys import ApiKey
 from workflows.campaign import (
     MAX_SUBJECTS,
     CampaignInput,
@@ -26,7 +28,7 @@ from workflows.campaign import (
     campaign_workflow_id,
 )
 
-router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+router = APIRouter(prefix="/campaigns", tags=["campaigns"], route_class=AccessRoute)
 
 EXAMPLE: dict[str, Any] = {
     "campaign_id": "QL-2026-APPS",
@@ -74,14 +76,14 @@ class CampaignView(BaseModel):
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CampaignView,
-    responses={k: PROBLEM_RESPONSES[k] for k in (409, 413, 422)},
+    responses=problems.responses((409, "a campaign with this id exists"), 413, 422),
 )
 async def open_campaign(
     body: CampaignRequest,
     client: TemporalClient,
     settings: AppSettings,
     response: Response,
-    caller: Caller,
+    caller: Annotated[ApiKey, Depends(CAMPAIGN_OPENING)],
 ) -> CampaignView:
     """Start the campaign: its cases open in paced waves; follow them at GET /campaigns/{id}."""
     campaign_id = body.campaign_id or f"CP-{datetime.now(UTC):%Y%m%d}-{uuid.uuid4().hex[:8]}"
@@ -116,7 +118,12 @@ async def open_campaign(
     )
 
 
-@router.get("/{campaign_id}", response_model=CampaignView, responses={404: PROBLEM_RESPONSES[404]})
+@router.get(
+    "/{campaign_id}",
+    response_model=CampaignView,
+    responses=problems.responses((404, "no such campaign"), 504),
+    dependencies=[Depends(CAMPAIGN_READING)],
+)
 async def get_campaign(
     campaign_id: str, client: TemporalClient, pool: DbPool, settings: AppSettings
 ) -> CampaignView:

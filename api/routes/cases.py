@@ -2,40 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import Caller
-from api.case_calls import PROBLEM_RESPONSES, answer_within, bind_case, stamped
+from api import problems
+from api.auth import CASE_OPENING, CASE_READING, AccessRoute
+from api.case_calls import bind_case, not_answering, stamped
+from api.case_records import CaseRecords
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
 from api.schemas import CaseView, OpenCaseRequest, OpenedCase
-from domain.models import (
-    CaseState,
-    OpenCaseInput,
-)
+from domain.models import OpenCaseInput
+from wiring.api_keys import ApiKey
 from wiring.temporal import workflow_ui_url
 from workflows.case import CaseWorkflow
+from workflows.search import case_search_attributes
 
-router = APIRouter(prefix="/cases", tags=["cases"])
+router = APIRouter(prefix="/cases", tags=["cases"], route_class=AccessRoute)
 log = structlog.get_logger(__name__)
-
-_REGISTER_COLUMNS = """
-    case_id, workflow_id, stage, outcome, office, violation_category, subject_name,
-    deadline_at, opened_at, closed_at
-"""
 
 
 def _assign_case_id() -> str:
@@ -46,14 +45,14 @@ def _assign_case_id() -> str:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=OpenedCase,
-    responses={409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]},
+    responses=problems.responses((409, "a case with this id exists"), 413, 422),
 )
 async def open_case(
     body: OpenCaseRequest,
     client: TemporalClient,
     settings: AppSettings,
     response: Response,
-    caller: Caller,
+    caller: Annotated[ApiKey, Depends(CASE_OPENING)],
 ) -> OpenedCase:
     """Start the case's workflow. The same case id twice is refused: never two workflows."""
     body = stamped(body, caller)  # the opening's audit entry names the key
@@ -68,6 +67,7 @@ async def open_case(
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=case_search_attributes(opened),
         )
     except WorkflowAlreadyStartedError as exc:
         raise Problem(
@@ -78,7 +78,7 @@ async def open_case(
             case_id=case_id,
             workflow_id=workflow_id,
         ) from exc
-    log.info("case opened", office=opened.office, category=opened.violation_category)
+    log.info("case workflow started", office=opened.office, category=opened.violation_category)
     response.headers["Location"] = f"/cases/{case_id}"
     return OpenedCase(
         case_id=case_id,
@@ -90,57 +90,60 @@ async def open_case(
     )
 
 
-@router.get("/{case_id}", response_model=CaseView, responses={404: PROBLEM_RESPONSES[404]})
+@router.get(
+    "/{case_id}",
+    response_model=CaseView,
+    responses=problems.responses(404, (409, "the case did not open, with the reason"), 504),
+    dependencies=[Depends(CASE_READING)],
+)
 async def get_case(
     case_id: str, client: TemporalClient, pool: DbPool, settings: AppSettings
 ) -> CaseView:
-    """The live state while the case runs; the register row once it is closed."""
+    """The case's whole state from its workflow, open or closed; its register row, documents
+    and penalty decision when the workflow cannot answer (failed, terminated, no worker)."""
     workflow_id = bind_case(case_id)
     ui_url = workflow_ui_url(settings.temporal_ui_url, settings.temporal_namespace, workflow_id)
     handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id)
-    description = None
+    timed_out = found = False
     try:
-        description = await handle.describe()
-        if description.status == WorkflowExecutionStatus.RUNNING:
-            async with answer_within(case_id, settings.case_answer_timeout_s):
-                state = await handle.query(CaseWorkflow.state)
-            return _view_from_state(state, ui_url)
+        async with asyncio.timeout(settings.case_answer_timeout_s):
+            state = await handle.query(CaseWorkflow.state)
+        if state.step == 0 and (reason := await _failure(handle)) is not None:
+            raise Problem(409, "case-not-opened", reason, case_id=case_id)  # never registered
+        return CaseView.from_state(state, ui_url)
+    except TimeoutError:
+        timed_out = found = True
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
+        found = True
+        log.info("case state not answered: reading the register", reason=str(exc))
     except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-    row = await pool.fetchrow(f"SELECT {_REGISTER_COLUMNS} FROM cases WHERE case_id = $1", case_id)
-    if row is None:
-        if description is not None and description.status == WorkflowExecutionStatus.FAILED:
-            raise Problem(409, "case-not-opened", await _failure(handle), case_id=case_id)
-        raise Problem(404, "case-not-found", f"no case {case_id}", case_id=case_id)
-    return CaseView(source="register", temporal_ui_url=ui_url, **dict(row))
+        found = exc.status != RPCStatusCode.NOT_FOUND
+        if found:
+            log.warning("case state not answered: reading the register", reason=exc.message)
+
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        records = CaseRecords(conn)
+        row = await records.register(case_id)
+        if row is not None:
+            return row.view(
+                await records.issued(case_id), await records.decided_penalty(case_id), ui_url
+            )
+    if timed_out:
+        raise not_answering(case_id, settings.case_answer_timeout_s)
+    if found and (reason := await _failure(handle)) is not None:
+        raise Problem(409, "case-not-opened", reason, case_id=case_id)
+    raise Problem(404, "case-not-found", f"no case {case_id}", case_id=case_id)
 
 
-async def _failure(handle: WorkflowHandle[Any, Any]) -> str:
+async def _failure(handle: WorkflowHandle[Any, Any]) -> str | None:
     """Why a case's workflow failed before it was registered (e.g. an unknown category)."""
     try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.FAILED:
+            return None
         await handle.result()
     except WorkflowFailureError as exc:
         cause = exc.cause
         return cause.message if isinstance(cause, ApplicationError) else str(cause)
+    except RPCError:
+        return None
     return "the case did not open"
-
-
-def _view_from_state(state: CaseState, ui_url: str | None) -> CaseView:
-    order = state.order
-    return CaseView(
-        case_id=state.case_id,
-        workflow_id=state.workflow_id,
-        source="workflow",
-        stage=state.stage,
-        outcome=state.outcome,
-        office=state.opened.office,
-        violation_category=state.opened.violation_category,
-        subject_name=state.opened.subject.name,
-        deadline_at=order.deadline.due_at if order and state.stage == "rectifying" else None,
-        opened_at=state.opened_at,
-        closed_at=state.closed_at,
-        waiting_for=state.waiting_for,
-        temporal_ui_url=ui_url,
-        live=state,
-    )

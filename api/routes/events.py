@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import asyncpg
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from temporalio.client import (
     Client,
@@ -26,17 +26,19 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from api.auth import Caller
-from api.case_calls import PROBLEM_RESPONSES, answer_within, bind_case, stamped
+from api import problems
+from api.auth import EVENT, EVENT_BATCH, AccessRoute
+from api.case_calls import answer_within, bind_case, stamped
 from api.deps import AppSettings, DbPool, TemporalClient
-from api.problems import Problem
+from api.problems import Problem, validation_problem
+from domain.commands import CaseEvent, EventReceipt, opened_by_event
 from domain.models import NonEmpty, OpenCaseInput, Severity, Subject
-from domain.procedure_models import CaseEvent, EventReceipt
+from wiring.api_keys import ApiKey
 from wiring.settings import Settings
 from workflows.case import CaseWorkflow
-from workflows.stages_events import opened_by_event
+from workflows.search import case_search_attributes
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], route_class=AccessRoute)
 
 IDENTIFIER_PRIORITY = (
     "unified_social_credit_code",
@@ -96,7 +98,7 @@ class BatchItem(BaseModel):
     index: int
     status: int
     receipt: EventReceipt | None = None
-    problem: dict[str, Any] | None = None
+    problem: dict[str, Any] | None = Field(None, description="a problem document (RFC 9457)")
 
 
 class BatchResult(BaseModel):
@@ -150,6 +152,7 @@ async def deliver(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A case that never opened (e.g. unknown category) may be tried again.
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            search_attributes=case_search_attributes(opened),
         )
         try:
             async with answer_within(case_id, settings.case_answer_timeout_s):
@@ -162,7 +165,7 @@ async def deliver(
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            if "is closed" in reason:
+            if "is closed" in reason:  # closed after we counted: count again
                 continue
             raise Problem(409, "event-refused", reason, case_id=case_id) from exc
     raise Problem(409, "event-refused", f"cases of {prefix} keep closing; send the event again")
@@ -173,7 +176,7 @@ async def deliver(
     response_model=EventReceipt,
     responses={
         201: {"model": EventReceipt, "description": "the event opened a new case"},
-        **{k: PROBLEM_RESPONSES[k] for k in (409, 413, 422, 504)},
+        **problems.responses((409, "the case refused the event, with the reason"), 413, 422, 504),
     },
 )
 async def post_event(
@@ -182,7 +185,7 @@ async def post_event(
     pool: DbPool,
     settings: AppSettings,
     response: Response,
-    caller: Caller,
+    caller: Annotated[ApiKey, Depends(EVENT)],
 ) -> EventReceipt:
     """Deliver one event: 201 when it opened a case, 200 when it joined one or was a duplicate."""
     receipt = await deliver(client, pool, settings, stamped(body, caller))
@@ -193,10 +196,14 @@ async def post_event(
 @router.post(
     "/batch",
     response_model=BatchResult,
-    responses={k: PROBLEM_RESPONSES[k] for k in (413, 422)},
+    responses=problems.responses(413, 422),
 )
 async def post_events(
-    body: EventBatch, client: TemporalClient, pool: DbPool, settings: AppSettings, caller: Caller
+    body: EventBatch,
+    client: TemporalClient,
+    pool: DbPool,
+    settings: AppSettings,
+    caller: Annotated[ApiKey, Depends(EVENT_BATCH)],
 ) -> BatchResult:
     """Deliver up to 500 events; each item is answered on its own (one failing stops none)."""
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
@@ -205,21 +212,13 @@ async def post_events(
         try:
             event = EventIn.model_validate(raw)
         except ValidationError as exc:
-            errors = [
-                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                for e in exc.errors()
-            ]
-            detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-            return BatchItem(index=index, status=422, problem={"detail": detail, "errors": errors})
+            invalid = validation_problem(exc.errors())
+            return BatchItem(index=index, status=422, problem=invalid.document())
         async with gate:
             try:
                 receipt = await deliver(client, pool, settings, stamped(event, caller))
             except Problem as problem:
-                return BatchItem(
-                    index=index,
-                    status=problem.status,
-                    problem={"detail": problem.detail, **problem.extra},
-                )
+                return BatchItem(index=index, status=problem.status, problem=problem.document())
             return BatchItem(
                 index=index, status=201 if receipt.result == "opened" else 200, receipt=receipt
             )

@@ -6,13 +6,14 @@ import asyncio
 from datetime import timedelta
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from api.auth import NO_KEY, AccessRoute
 from api.deps import DbPool, TemporalClient
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=AccessRoute)
 
 CHECK_TIMEOUT_S = 3.0
 
@@ -37,6 +38,7 @@ async def _temporal(client: TemporalClient) -> str:
     "/health",
     response_model=Health,
     responses={503: {"model": Health, "description": "a dependency is down"}},
+    dependencies=[Depends(NO_KEY)],
 )
 async def health(pool: DbPool, client: TemporalClient) -> JSONResponse:
     checks: dict[str, str] = {}

@@ -5,38 +5,27 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Annotated, Literal
 
-import asyncpg
 import structlog
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import problems
+from api.auth import CASE_READING, AccessRoute
+from api.case_records import CaseRecords
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.problems import Problem
-from api.timeline import AuditRow, DocumentRow, TimelineEntry, build_timeline, workflow_status
+from api.timeline import TimelineEntry, build_timeline, workflow_status
 from domain.models import case_workflow_id
 from wiring.temporal import workflow_ui_url
 
-if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
-
-    Connection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
-
-router = APIRouter(prefix="/cases", tags=["cases"])
+router = APIRouter(prefix="/cases", tags=["cases"], route_class=AccessRoute)
 log = structlog.get_logger(__name__)
 
 MAX_RUNS = 100  # continue-as-new chains followed back at most this far
-
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "no such case", "content": {"application/problem+json": {}}},
-    503: {
-        "description": "the Temporal server did not answer",
-        "content": {"application/problem+json": {}},
-    },
-}
 
 
 class CaseHistory(BaseModel):
@@ -57,35 +46,6 @@ class CaseHistory(BaseModel):
     )
     run_ids: list[str] = Field(default_factory=list, description="runs shown, oldest first")
     timeline: list[TimelineEntry]
-
-
-class _CaseRecords:
-    """What PostgreSQL holds about a case: its register row, audit trail and documents."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    async def register(self, case_id: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self._conn.fetchrow(
-            "SELECT stage, outcome FROM cases WHERE case_id = $1", case_id
-        )
-        return row
-
-    async def audit(self, case_id: str) -> list[AuditRow]:
-        rows = await self._conn.fetch(
-            """SELECT seq, action, from_stage, to_stage, actor, occurred_at, payload
-                 FROM case_audit WHERE case_id = $1 ORDER BY seq""",
-            case_id,
-        )
-        return [AuditRow.model_validate(dict(row)) for row in rows]
-
-    async def documents(self, case_id: str) -> list[DocumentRow]:
-        rows = await self._conn.fetch(
-            """SELECT kind, number, title, actor, issued_at, step
-                 FROM documents WHERE case_id = $1 ORDER BY issued_at, id""",
-            case_id,
-        )
-        return [DocumentRow.model_validate(dict(row)) for row in rows]
 
 
 async def _runs(
@@ -117,7 +77,8 @@ async def _runs(
 @router.get(
     "/{case_id}/history",
     response_model=CaseHistory,
-    responses=_PROBLEMS,
+    responses=problems.responses(404, 503),
+    dependencies=[Depends(CASE_READING)],
     summary="The case's timeline: commands, timers, side effects, audit trail and documents",
 )
 async def case_history(
@@ -126,8 +87,10 @@ async def case_history(
     pool: DbPool,
     settings: AppSettings,
     response: Response,
-    file_format: Literal["json"] = Query("json", alias="format", description="JSON only, so far"),
-    download: bool = Query(False, description="answer as an attachment (a JSON file)"),
+    file_format: Annotated[
+        Literal["json"], Query(alias="format", description="JSON only, so far")
+    ] = "json",
+    download: Annotated[bool, Query(description="answer as an attachment (a JSON file)")] = False,
 ) -> CaseHistory:
     workflow_id = case_workflow_id(case_id)
     structlog.contextvars.bind_contextvars(case_id=case_id, workflow_id=workflow_id)
@@ -147,7 +110,7 @@ async def case_history(
         note = "Temporal no longer holds this workflow (retention): audit trail and documents only"
 
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        records = _CaseRecords(conn)
+        records = CaseRecords(conn)
         register = await records.register(case_id)
         if register is None and not runs:
             raise Problem(404, "case-not-found", f"no case {case_id}", case_id=case_id)
@@ -156,8 +119,8 @@ async def case_history(
     history = CaseHistory(
         case_id=case_id,
         workflow_id=workflow_id,
-        stage=register["stage"] if register else None,
-        outcome=register["outcome"] if register else None,
+        stage=register.stage if register else None,
+        outcome=register.outcome if register else None,
         temporal_ui_url=workflow_ui_url(
             settings.temporal_ui_url, settings.temporal_namespace, workflow_id
         ),

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel
 
-from api.auth import Caller
-from api.case_calls import PROBLEM_RESPONSES, answer_within
+from api import problems
+from api.auth import ADMIN_ONLY, AccessRoute
+from api.case_calls import answer_within
 from api.deps import AppSettings, DbPool, TemporalClient
 from api.examples import CALENDAR_EXAMPLE, body_example
 from api.problems import Problem
 from domain.calendar_models import YearArrangement
 from domain.operator_models import LoadCalendarInput, LoadCalendarResult, PolicySummary
+from wiring.api_keys import ApiKey
 from workflows.operator import LoadCalendarWorkflow, PolicySummaryWorkflow
 
-router = APIRouter(tags=["operator"])
+router = APIRouter(tags=["operator"], route_class=AccessRoute)
 Year = Path(ge=2000, le=2100, description="a calendar year")
 
 
@@ -42,7 +45,10 @@ class CalendarYearView(BaseModel):
 
 
 @router.get(
-    "/calendar/{year}", response_model=CalendarYearView, responses={404: PROBLEM_RESPONSES[404]}
+    "/calendar/{year}",
+    response_model=CalendarYearView,
+    responses=problems.responses((404, "no arrangement loaded for the year"), 422),
+    dependencies=[Depends(ADMIN_ONLY)],
 )
 async def get_calendar(pool: DbPool, year: int = Year) -> CalendarYearView:
     """The official arrangement loaded for a year: holidays and make-up working days."""
@@ -85,25 +91,20 @@ async def get_calendar(pool: DbPool, year: int = Year) -> CalendarYearView:
     "/calendar/{year}",
     openapi_extra=body_example(CALENDAR_EXAMPLE),
     response_model=LoadCalendarResult,
-    responses={k: PROBLEM_RESPONSES[k] for k in (413, 422, 504)},
+    responses=problems.responses(413, 422, (504, "the worker did not answer in time")),
 )
 async def put_calendar(
     body: YearArrangement,
     client: TemporalClient,
     settings: AppSettings,
-    caller: Caller,
+    caller: Annotated[ApiKey, Depends(ADMIN_ONLY)],
     year: int = Year,
 ) -> LoadCalendarResult:
     """Load a year's official arrangement (the State Council's notice); open cases with a
     provisional deadline are told to recompute it. Loading the same arrangement again changes
     nothing."""
     if body.year != year:
-        raise Problem(
-            422,
-            "invalid-request",
-            f"year: the body is for {body.year}, the path for {year}",
-            errors=[{"field": "year", "message": "does not match the path"}],
-        )
+        raise Problem.invalid([("year", f"the body is for {body.year}, the path for {year}")])
     request = LoadCalendarInput(arrangement=body, loaded_by=f"key:{caller.prefix} ({caller.label})")
     async with answer_within(f"calendar {year}", settings.case_answer_timeout_s):
         result: LoadCalendarResult = await client.execute_workflow(
@@ -115,7 +116,12 @@ async def put_calendar(
     return result
 
 
-@router.get("/policy", response_model=PolicySummary, responses={504: PROBLEM_RESPONSES[504]})
+@router.get(
+    "/policy",
+    response_model=PolicySummary,
+    responses=problems.responses((504, "the worker did not answer in time")),
+    dependencies=[Depends(ADMIN_ONLY)],
+)
 async def get_policy(client: TemporalClient, settings: AppSettings) -> PolicySummary:
     """The policy version in force today, the versions the worker holds, and the categories."""
     async with answer_within("policy", settings.case_answer_timeout_s):

@@ -5,43 +5,33 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from api import problems
+from api.auth import REGISTER_READING, AccessRoute
 from api.deps import DbPool
 from api.problems import Problem
-from api.read_models import CaseCursor, CaseFilters, CaseListReader, CasePage, InvalidCursor
+from api.read_models import NO_NUL, CaseCursor, CaseFilters, CaseListReader, CasePage, InvalidCursor
 from domain.models import Outcome, Stage
 
-router = APIRouter(tags=["cases"])
-
-# Free text goes to PostgreSQL as a bind parameter; text there cannot hold NUL.
-NO_NUL = r"^[^\x00]*$"
+router = APIRouter(tags=["cases"], route_class=AccessRoute)
 
 
 def _text(description: str) -> Any:
     return Query(min_length=1, max_length=200, pattern=NO_NUL, description=description)
 
 
-INVALID: dict[int | str, dict[str, Any]] = {
-    422: {
-        "description": "a filter, the limit or the cursor is invalid (named in `errors`)",
-        "content": {"application/problem+json": {}},
-    }
-}
-
-
 def _invalid(parameter: str, message: str) -> Problem:
     """The same problem document FastAPI's own validation answers with, naming the parameter."""
-    field = f"query.{parameter}"
-    return Problem(
-        422,
-        "invalid-request",
-        f"{field}: {message}",
-        errors=[{"field": field, "message": message}],
-    )
+    return Problem.invalid([(f"query.{parameter}", message)])
 
 
-@router.get("/cases", response_model=CasePage, responses=INVALID)
+@router.get(
+    "/cases",
+    response_model=CasePage,
+    responses=problems.responses((422, "a filter, the limit or the cursor is invalid")),
+    dependencies=[Depends(REGISTER_READING)],
+)
 async def list_cases(
     pool: DbPool,
     stage: Annotated[Stage | None, Query(description="the case's current stage")] = None,

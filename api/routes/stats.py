@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from api import problems
+from api.auth import STATISTICS, AccessRoute
 from api.deps import DbPool
-from api.read_models import LOCAL_TZ, CaseStatistics, CaseStatisticsReader, StatsScope
+from api.read_models import LOCAL_TZ, NO_NUL, CaseStatistics, CaseStatisticsReader, StatsScope
 
-router = APIRouter(tags=["statistics"])
-
-NO_NUL = r"^[^\x00]*$"
-
-INVALID: dict[int | str, dict[str, Any]] = {
-    422: {
-        "description": "a parameter is invalid (named in `errors`)",
-        "content": {"application/problem+json": {}},
-    }
-}
+router = APIRouter(tags=["statistics"], route_class=AccessRoute)
 
 
-@router.get("/stats", response_model=CaseStatistics, responses=INVALID)
+@router.get(
+    "/stats",
+    response_model=CaseStatistics,
+    responses=problems.responses(422),
+    dependencies=[Depends(STATISTICS)],
+)
 async def case_statistics(
     pool: DbPool,
     year: Annotated[
@@ -45,10 +43,9 @@ async def case_statistics(
     From the audit trail (the event is the audit row's `occurred_at`):
     - **interviewed**: cases with an `interview_recorded` action in the year.
     - **fined**: cases with a fine decided in the year: `penalty_decided` whose
-      `payload.measure` is `fine`, or version 1's `fine_decided`.
-    - **fines_total_yuan**: the sum over those decisions of `payload.fine_yuan`
-      (`penalty_decided`) and `payload.amount_yuan` (`fine_decided`): the fines decided on the
-      party, not what was paid, and not fines on responsible persons.
+      `payload.measure` is `fine`.
+    - **fines_total_yuan**: the sum over those decisions of `payload.fine_yuan`: the fines
+      decided on the party, not what was paid, and not fines on responsible persons.
     - **suspended_or_updated**: cases with a `penalty_decided` whose measure is
       `suspend_functions` (suspend related functions / order an update).
     - **clues_transferred**: cases with a `referral_sent` in the year to another authority,
@@ -61,7 +58,7 @@ async def case_statistics(
     - **over_handling_limit**: cases the workflow flagged `handling_limit_exceeded` in the year:
       90 days from filing (policy `limits.handling`), counted on the working-day calendar and
       moved by approved extensions. The flag is the workflow's own computation, so a case
-      extended in time is not counted, and version 1 cases (no handling limit) never are.
+      extended in time is not counted.
 
     From the register (`cases`):
     - **warned**, **apps_removed**, **shut_down_or_licence_cancelled**: cases closed in the year
