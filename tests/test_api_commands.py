@@ -7,6 +7,7 @@ the statement-and-defence window with `env.sleep` between HTTP calls.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -41,8 +42,14 @@ async def call(api: httpx.AsyncClient, path: str, body: dict[str, Any], status: 
 
 
 async def opened(api: httpx.AsyncClient, **overrides: Any) -> str:
+    """Open a case and wait until its opening step is written (policy, filing deadline)."""
     case_id = new_case_id()
     await call(api, "/cases", case_body(case_id, **overrides), 201)
+    for _ in range(200):
+        view = (await api.get(f"/cases/{case_id}")).json()
+        if view.get("state") and view["state"]["step"] >= 1:
+            break
+        await asyncio.sleep(0.02)
     return f"/cases/{case_id}"
 
 
