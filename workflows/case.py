@@ -194,14 +194,7 @@ class CaseWorkflow:
 
     @record_event.validator
     def _validate_event(self, event: CaseEvent) -> None:
-        case = self._case
-        if case.refused_opening is not None:
-            raise refuse(case.refused_opening)
-        if case.stage is Stage.CLOSED:
-            raise refuse(
-                f"cannot record an event: case {case.state.case_id} is closed"
-                f" (outcome: {case.state.outcome.value if case.state.outcome else 'none'})"
-            )
+        self._case.refuse_if_closed("record an event")
 
     def _event_receipt(self, event: CaseEvent, result: str) -> EventReceipt:
         state = self._case.state

@@ -110,16 +110,21 @@ class CaseContext:
 
     # --- commands ------------------------------------------------------------------------------
 
-    def check(self, command: Command, cmd: Any, check: Any = None, explain: Any = None) -> None:
-        """Refuse a command the case cannot take now: closed, the wrong stage, or its own rule."""
+    def refuse_if_closed(self, what: str) -> None:
+        """Refuse anything on a case that could not open or has closed, saying which."""
         state = self.state
         if self.refused_opening is not None:
             raise refuse(self.refused_opening)
         if state.stage is Stage.CLOSED:
             raise refuse(
-                f"cannot {command.what}: case {state.case_id} is closed"
+                f"cannot {what}: case {state.case_id} is closed"
                 f" (outcome: {state.outcome.value if state.outcome else 'none'})"
             )
+
+    def check(self, command: Command, cmd: Any, check: Any = None, explain: Any = None) -> None:
+        """Refuse a command the case cannot take now: closed, the wrong stage, or its own rule."""
+        state = self.state
+        self.refuse_if_closed(command.what)
         if state.stage not in command.stages:
             if explain is not None:
                 explain(self, cmd)
