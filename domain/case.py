@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from domain.commands import (
+    DetectionRef,
     FilingDecision,
     NotifyPenalty,
     RecordHearing,
@@ -22,10 +23,10 @@ from domain.commands import (
     ResponsiblePerson,
     ScheduleHearing,
 )
-from domain.models import Deadline, Model, OpenCaseInput, Outcome, Stage
+from domain.models import Actor, Deadline, Model, NonEmpty, OpenCaseInput, Outcome, Stage
 from domain.policy import Authority, CasePolicy, Measure
-from domain.procedure import HANDLING, STAGE_ROW
-from domain.records import DocumentKind
+from domain.procedure import HANDLING, STAGE_ROW, waits_for
+from domain.records import DocumentKind, StepRecord, StepResult
 
 
 class Opening(Model):
@@ -181,6 +182,14 @@ class DocumentRef(Model):
     issued_at: datetime
 
 
+class Detections(Model):
+    """What the case knows of its detections: they live in the detections inbox (PostgreSQL);
+    the workflow hears of them coalesced, a count and the latest few, never one by one."""
+
+    count: int = Field(0, description="detections recorded against the case so far")
+    latest: list[DetectionRef] = Field(default_factory=list, description="the latest few")
+
+
 class PendingDeadline(Model):
     name: str
     deadline: Deadline
@@ -215,8 +224,10 @@ class CaseState(Model):
     documents: list[DocumentRef] = Field(default_factory=list)
     needs_supervisor: list[str] = Field(default_factory=list)
     policy: CasePolicy | None = Field(None, description="the policy slice fixed at opening")
-    event_keys: list[str] = Field(
-        default_factory=list, description="idempotency keys of the events already recorded"
+    detections: Detections = Field(default_factory=Detections)
+    reminded: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="reminders already sent, by deadline (`name@due_at`): days before it",
     )
 
     @property
@@ -226,6 +237,48 @@ class CaseState(Model):
     @property
     def closed(self) -> bool:
         return self.stage is Stage.CLOSED
+
+
+class Continuation(Model):
+    """What a continued run carries from the run before it: the whole case."""
+
+    state: CaseState
+    calendar_changed: bool = Field(False, description="a calendar change not yet acted on")
+    run: int = Field(1, ge=1, description="the run in the case's chain: 1 is the first")
+
+
+class OperatorOrder(Model):
+    """An operator's decision on a case whose run failed or was terminated: carry it on in a new
+    run, or close it, with a reason; both are audited as the new run's first step."""
+
+    action: Literal["reopen", "close"]
+    reason: NonEmpty
+    actor: Actor
+    interrupted: str = Field(description="how the run it replaces ended: failed, terminated…")
+
+
+class CaseRun(OpenCaseInput):
+    """The case workflow's input: a case to open, or (with `carried`) one carried on from an
+    earlier run, by continue-as-new or by an operator's order."""
+
+    carried: Continuation | None = Field(None, exclude_if=lambda value: value is None)
+    order: OperatorOrder | None = Field(None, exclude_if=lambda value: value is None)
+    history_limit: int | None = Field(
+        None,
+        ge=100,
+        exclude_if=lambda value: value is None,
+        description="continue-as-new at this history length (tests); otherwise when the server"
+        " suggests it",
+    )
+
+    @classmethod
+    def of(cls, opened: OpenCaseInput, **extra: Any) -> CaseRun:
+        return cls.model_validate({**opened.model_dump(exclude_unset=False), **extra})
+
+    def opening_input(self) -> OpenCaseInput:
+        return OpenCaseInput.model_validate(
+            self.model_dump(exclude={"carried", "order", "history_limit"})
+        )
 
 
 class Receipt(Model):
@@ -257,3 +310,29 @@ def pending_deadline(state: CaseState) -> PendingDeadline | None:
     if HANDLING in state.deadlines:
         return PendingDeadline(name=HANDLING, deadline=state.deadlines[HANDLING])
     return None
+
+
+def reminder_key(name: str, deadline: Deadline) -> str:
+    """A deadline's reminders are its own: a replaced deadline (an extension) gets new ones."""
+    return f"{name}@{deadline.due_at.isoformat()}"
+
+
+def apply_step(state: CaseState, record: StepRecord, result: StepResult) -> None:
+    """Apply a written step to the case: the workflow after its step activity, and the activity
+    itself for the register's snapshot (the state a reopened run starts from)."""
+    settled = set(record.settles)
+    if record.outcome is not None:
+        settled |= set(state.deadlines)
+    kept = {name: d for name, d in state.deadlines.items() if name not in settled}
+    state.deadlines = {**kept, **result.deadlines}
+    live = {reminder_key(name, d) for name, d in state.deadlines.items()}
+    state.reminded = {key: days for key, days in state.reminded.items() if key in live}
+    state.step = record.seq
+    for doc in result.documents:
+        state.documents.append(
+            DocumentRef(kind=doc.kind, number=doc.number, step=record.seq, issued_at=doc.issued_at)
+        )
+    state.stage = record.to_stage
+    state.waiting_for = waits_for(record.to_stage)
+    if record.outcome is not None:
+        state.outcome, state.closed_at = record.outcome, record.occurred_at

@@ -3,6 +3,7 @@ domain/procedure.py. Every field added later gets a default so running cases kee
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -284,7 +285,25 @@ class EventReceipt(Model):
     workflow_id: str
     idempotency_key: str
     result: Literal["opened", "joined", "duplicate"]
-    stage: str
+    stage: str | None = Field(description="the case's stage in the register (none: not yet in it)")
+    detection: int = Field(description="the detection's number in the inbox (paging cursor)")
+
+
+class DetectionRef(Model):
+    """One detection, as the case and its view show it (the inbox holds the whole event)."""
+
+    idempotency_key: str
+    type: str
+    source: str
+    occurred_at: datetime
+    received_at: datetime
+
+
+class DetectionsArrived(Model):
+    """Coalesced news of a case's detections: how many are recorded, and the latest few."""
+
+    count: int = Field(ge=0)
+    latest: list[DetectionRef] = Field(default_factory=list, max_length=10)
 
 
 class CalendarUpdated(Model):

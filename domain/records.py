@@ -108,6 +108,12 @@ class StepRecord(Model):
         default_factory=list,
         description="or: the latest of these deadlines set by this step is the one it shows",
     )
+    settles: list[str] = Field(default_factory=list, description="deadlines the step settles")
+    state: dict[str, Any] | None = Field(
+        None,
+        description="the case before the step (JSON): the activity applies the step to it and"
+        " keeps the result in the register, for an operator to reopen the case from",
+    )
 
     @property
     def idempotency_key(self) -> str:

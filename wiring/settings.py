@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     case_answer_timeout_s: float = Field(
         30.0, gt=0, description="how long the API waits for a case workflow to answer"
     )
+    case_history_limit: int | None = Field(
+        None,
+        ge=100,
+        description="a case continues-as-new at this many history events (tests, drills);"
+        " unset: when the Temporal server suggests it",
+    )
+    detection_signal_interval_s: float = Field(
+        10.0,
+        gt=0,
+        description="at most one coalesced detections signal per case per this many seconds",
+    )
 
     migrations_dir: Path = REPO_ROOT / "migrations"
     policies_dir: Path = Field(
