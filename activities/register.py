@@ -92,15 +92,20 @@ class CaseRegisterRepository:
         )
         return row_id is not None
 
-    async def advance_case(self, step: StepRecord, pending: Deadline | None) -> None:
-        """Move the register row to the step's stage; an older step never overwrites a newer."""
+    async def advance_case(
+        self, step: StepRecord, pending: Deadline | None, state: dict[str, Any] | None = None
+    ) -> None:
+        """Move the register row to the step's stage, with the case as of the step (what an
+        operator reopens it from); an older step never overwrites a newer. A step written means
+        the case's run is alive: an interruption found earlier is over."""
         await self._conn.execute(
             """
             UPDATE cases
                SET stage = $2, outcome = $3, deadline_at = $4::timestamptz,
                    updated_at = $5::timestamptz,
                    closed_at = CASE WHEN $6::boolean THEN $5::timestamptz END,
-                   last_seq = $7::integer, deadline_provisional = $8::boolean
+                   last_seq = $7::integer, deadline_provisional = $8::boolean,
+                   state = COALESCE($9::jsonb, state), interrupted = NULL
              WHERE case_id = $1 AND last_seq < $7::integer
             """,
             step.case_id,
@@ -111,4 +116,5 @@ class CaseRegisterRepository:
             step.outcome is not None,
             step.seq,
             bool(pending and pending.provisional and step.outcome is None),
+            state,
         )

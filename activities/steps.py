@@ -29,6 +29,7 @@ from activities.policy import (
     policy_slice,
 )
 from activities.register import CaseRegisterRepository
+from domain.case import CaseState, apply_step
 from domain.models import Deadline, Stage
 from domain.records import (
     DeadlineRequest,
@@ -126,7 +127,9 @@ class StepActivities:
                 opened, request.workflow_id, request.opened_at, policy.version
             )
             await register.append_audit(step, payload)
-            await register.advance_case(step, filing)
+            snapshot = CaseState.new(opened, request.workflow_id, request.opened_at)
+            snapshot.open_with(policy, filing)
+            await register.advance_case(step, filing, snapshot.model_dump(mode="json"))
         log.info(
             "case opened",
             case_id=opened.case_id,
@@ -165,7 +168,8 @@ class StepActivities:
                 payload["document"] = issued[0].number
             await register.append_audit(step, payload)
             pending = step.pending or _latest(deadlines, step.pending_periods)
-            await register.advance_case(step, pending)
+            result = StepResult(seq=step.seq, documents=issued, deadlines=deadlines)
+            await register.advance_case(step, pending, _after(step, result))
         log.info(
             "case step recorded",
             action=step.action,
@@ -173,7 +177,16 @@ class StepActivities:
             seq=step.seq,
             documents=[record.number for record in issued],
         )
-        return StepResult(seq=step.seq, documents=issued, deadlines=deadlines)
+        return result
+
+
+def _after(step: StepRecord, result: StepResult) -> dict[str, Any] | None:
+    """The case as of the step: the state it was given with the step applied."""
+    if step.state is None:
+        return None
+    state = CaseState.model_validate(step.state)
+    apply_step(state, step, result)
+    return state.model_dump(mode="json")
 
 
 async def _count(conn: Any, period: PeriodRequest) -> Deadline:

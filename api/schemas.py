@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.case import CaseState, pending_deadline
+from domain.case import CaseState, Detections, pending_deadline
 from domain.models import CaseId, OpenCaseInput, Outcome, Stage
 from domain.procedure import waits_for
 
@@ -95,6 +95,11 @@ class CaseView(BaseModel):
     penalty: DecidedPenalty | None
     documents: list[IssuedDocument]
     temporal_ui_url: str | None = None
+    detections: Detections = Field(
+        default_factory=Detections,
+        description="detections recorded against the case (the inbox): the count and the"
+        " latest; all of them: GET /cases/{case_id}/detections",
+    )
     state: CaseState | None = Field(
         None, description="the workflow's whole state; null when read from the register"
     )

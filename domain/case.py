@@ -230,6 +230,25 @@ class CaseState(Model):
         description="reminders already sent, by deadline (`name@due_at`): days before it",
     )
 
+    @classmethod
+    def new(cls, opened: OpenCaseInput, workflow_id: str, opened_at: datetime) -> CaseState:
+        """A case about to open: what its first run starts from."""
+        return cls(
+            case_id=opened.case_id,
+            workflow_id=workflow_id,
+            opening=Opening(input=opened, opened_at=opened_at),
+            stage=Stage.FILING,
+            waiting_for=waits_for(Stage.FILING),
+        )
+
+    def open_with(self, policy: CasePolicy, filing_deadline: Deadline) -> None:
+        """The opening step written: the policy slice fixed, the filing deadline running."""
+        self.policy = policy
+        self.opening.policy_version = policy.version
+        self.opening.prior_cases = policy.prior_cases
+        self.deadlines["filing"] = filing_deadline
+        self.step = 1
+
     @property
     def opened(self) -> OpenCaseInput:
         return self.opening.input

@@ -87,6 +87,7 @@ class Outcome(StrEnum):
     REFERRED = "referred"
     NOT_FILED = "not_filed"
     WITHDRAWN = "withdrawn"
+    CLOSED_BY_OPERATOR = "closed_by_operator"  # its run failed; an operator closed it
 
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")

@@ -320,3 +320,13 @@ def surcharge_days(last_day: date, paid_day: date, paused: Collection[date]) -> 
             late += 1
         day += timedelta(days=1)
     return late
+
+
+def unknown_category(policy: Policy, category: str) -> str | None:
+    """Why `policy` cannot open a case of `category`, or None when it knows the category."""
+    if category in policy.categories:
+        return None
+    return (
+        f"unknown violation category {category!r} in policy {policy.version}; "
+        f"known categories: {', '.join(sorted(policy.categories))}"
+    )

@@ -22,6 +22,8 @@ CREATE TABLE detections (
     opens               boolean NOT NULL,
     body_hash           text NOT NULL,
     event               jsonb NOT NULL,
+    -- The prefix of the API key that sent it (not part of the body its hash covers).
+    acting_key          text,
     received_at         timestamptz NOT NULL DEFAULT now()
 );
 

@@ -1,4 +1,5 @@
-"""POST /events and /events/batch on a real dev server: opened, joined, duplicate — once each."""
+"""POST /events and /events/batch on a real dev server: each detection recorded once in the
+inbox and routed to its office's case; opened, joined, duplicate; the workflow told coalesced."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ async def api(
     dev_env: WorkflowEnvironment, dev_worker: Worker, pg_dsn: str, task_queue: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Update-with-start needs a full Temporal server: the dev server, not the test server."""
-    async with api_client(dev_env, pg_dsn, task_queue) as client:
+    async with api_client(dev_env, pg_dsn, task_queue, detection_signal_interval_s=0.3) as client:
         yield client
 
 
@@ -54,10 +55,17 @@ async def send(api: httpx.AsyncClient, body: dict[str, Any], status: int) -> dic
 
 
 async def event_rows(pool: asyncpg.Pool, case_id: str) -> int:
-    count = await pool.fetchval(
-        "SELECT count(*) FROM case_audit WHERE case_id = $1 AND action LIKE 'event_%'", case_id
-    )
+    count = await pool.fetchval("SELECT count(*) FROM detections WHERE case_id = $1", case_id)
     return int(count)
+
+
+async def registered(pool: asyncpg.Pool, case_id: str) -> None:
+    """Wait (bounded) until the case's opening step is in the register."""
+    for _ in range(200):
+        if await pool.fetchval("SELECT last_seq FROM cases WHERE case_id = $1", case_id):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{case_id} never reached the register")
 
 
 async def test_first_event_opens_repeats_join_and_duplicates_count_once(
@@ -71,12 +79,16 @@ async def test_first_event_opens_repeats_join_and_duplicates_count_once(
     joined = await send(api, event(domain=domain), 200)
     assert (joined["result"], joined["case_id"]) == ("joined", opened["case_id"])
     assert await event_rows(pool, opened["case_id"]) == 2
-    actor = await pool.fetchval(
-        "SELECT actor FROM case_audit WHERE case_id = $1 AND action = 'event_violation_detected'"
-        " ORDER BY seq LIMIT 1",
-        opened["case_id"],
+    await registered(pool, opened["case_id"])
+    opener = await pool.fetchval(
+        "SELECT opened_by FROM cases WHERE case_id = $1", opened["case_id"]
     )
-    assert actor == "monitoring"
+    assert opener == f"event:{first['idempotency_key']}"
+    # The detections live in the inbox; the audit trail holds the procedure's steps only.
+    actions = await pool.fetch(
+        "SELECT action FROM case_audit WHERE case_id = $1", opened["case_id"]
+    )
+    assert [row["action"] for row in actions] == ["case_opened"]
 
 
 async def test_concurrent_duplicates_take_effect_once(
@@ -158,16 +170,18 @@ async def test_openings_and_events_record_the_acting_key(
     api: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
     opened = await send(api, event(), 201)
+    await registered(pool, opened["case_id"])
     keys = await pool.fetch(
         "SELECT action, payload->>'acting_key' AS key FROM case_audit WHERE case_id = $1"
         " ORDER BY seq",
         opened["case_id"],
     )
     prefix = api.headers["authorization"].split("_")[1]
-    assert [(row["action"], row["key"]) for row in keys] == [
-        ("case_opened", prefix),
-        ("event_violation_detected", prefix),
-    ]
+    assert [(row["action"], row["key"]) for row in keys] == [("case_opened", prefix)]
+    sender = await pool.fetchval(
+        "SELECT acting_key FROM detections WHERE case_id = $1", opened["case_id"]
+    )
+    assert sender == prefix
     forged = await api.post("/events", json=event(acting_key="someone-else"))
     assert forged.status_code == 422 and "acting_key" in forged.json()["detail"]
     forged_case = await api.post(
@@ -190,3 +204,133 @@ async def test_a_bad_item_in_a_batch_is_answered_in_its_place(api: httpx.AsyncCl
     assert "type" in problem["detail"] and problem["type"].endswith("/invalid-request")
     assert problem["status"] == 422 and problem["errors"][0]["field"] == "type"
     assert (body["opened"], body["failed"]) == (2, 1)
+
+
+async def test_a_key_reused_for_another_body_is_409_naming_it(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    first = event()
+    opened = await send(api, first, 201)
+    # The same key for another category: refused, no second case opened.
+    other = {**first, "violation_category": "fraud"}
+    problem = await send(api, other, 409)
+    assert problem["type"].endswith("/idempotency-key-reused")
+    assert first["idempotency_key"] in problem["detail"]
+    assert "case_id" not in problem
+    count = await pool.fetchval(
+        "SELECT count(*) FROM detections WHERE idempotency_key = $1", first["idempotency_key"]
+    )
+    assert count == 1
+    assert (await send(api, first, 200))["case_id"] == opened["case_id"]
+
+
+async def test_each_office_has_its_own_case_and_keys_reveal_nothing_across(
+    dev_env: WorkflowEnvironment, dev_worker: Worker, pg_dsn: str, task_queue: str
+) -> None:
+    domain = f"s{uuid.uuid4().hex[:12]}.example.cn"
+    async with (
+        api_client(dev_env, pg_dsn, task_queue, role="enforcement-system", office="beijing") as bj,
+        api_client(dev_env, pg_dsn, task_queue, role="enforcement-system", office="shanghai") as sh,
+    ):
+        shanghai = await send(sh, event(domain=domain, office="shanghai"), 201)
+        beijing = await send(bj, event(domain=domain, office="beijing"), 201)
+        assert beijing["case_id"] != shanghai["case_id"]
+        joined = await send(bj, event(domain=domain, office="beijing"), 200)
+        assert (joined["result"], joined["case_id"]) == ("joined", beijing["case_id"])
+        # Beijing cannot send Shanghai's events, nor learn anything from a key Shanghai used.
+        taken = event(domain=domain, office="shanghai")
+        await send(sh, taken, 200)
+        refused = await bj.post("/events", json={**taken, "office": "beijing"})
+        assert refused.status_code == 409
+        assert shanghai["case_id"] not in refused.text and "shanghai" not in refused.text
+        assert (await bj.post("/events", json=taken)).status_code == 403
+
+
+async def test_detections_reach_the_workflow_coalesced_and_page_from_the_inbox(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, dev_env: WorkflowEnvironment
+) -> None:
+    first = event()
+    opened = await send(api, first, 201)
+    case_id = opened["case_id"]
+    await registered(pool, case_id)
+    handle = dev_env.client.get_workflow_handle(f"case:{case_id}")
+    before = (await handle.fetch_history()).events
+    domain = first["subject"]["identifiers"]["domain"]
+    batch = [event(domain=domain) for _ in range(300)]
+    response = await api.post("/events/batch", json={"events": batch})
+    assert response.status_code == 200, response.text
+    assert response.json()["joined"] == 300
+    for _ in range(100):
+        state = (await api.get(f"/cases/{case_id}")).json()["state"]
+        if state["detections"]["count"] == 301:
+            break
+        await asyncio.sleep(0.1)
+    assert state["detections"]["count"] == 301
+    newest = await pool.fetchval(
+        "SELECT idempotency_key FROM detections WHERE case_id = $1 ORDER BY id DESC LIMIT 1",
+        case_id,
+    )
+    assert state["detections"]["latest"][0]["idempotency_key"] == newest
+    after = (await handle.fetch_history()).events
+    # 300 detections, a handful of signals: the history grows by a few events, not 3,000.
+    assert len(after) - len(before) <= 15, len(after) - len(before)
+    view = (await api.get(f"/cases/{case_id}")).json()
+    assert view["detections"]["count"] == 301
+    # Paging through the inbox: every detection once, in the order received.
+    seen: list[str] = []
+    after_cursor: int | None = None
+    while True:
+        params = {"limit": 120} | ({"after": after_cursor} if after_cursor is not None else {})
+        page = (await api.get(f"/cases/{case_id}/detections", params=params)).json()
+        seen += [d["idempotency_key"] for d in page["detections"]]
+        after_cursor = page["next_after"]
+        if after_cursor is None:
+            break
+    # A batch's items are recorded a few at a time: every one once, the opener first.
+    assert seen[0] == first["idempotency_key"] and len(seen) == len(set(seen)) == 301
+    assert set(seen[1:]) == {e["idempotency_key"] for e in batch}
+    assert page["count"] == 301
+    missing = await api.get("/cases/EV-nothing-1/detections")
+    assert missing.status_code == 404
+
+
+async def test_a_batch_for_one_subject_answers_every_item(api: httpx.AsyncClient) -> None:
+    domain = f"s{uuid.uuid4().hex[:12]}.example.cn"
+    response = await api.post(
+        "/events/batch", json={"events": [event(domain=domain) for _ in range(500)]}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["opened"], body["joined"], body["failed"]) == (1, 499, 0)
+    assert len({item["receipt"]["case_id"] for item in body["results"]}) == 1
+
+
+async def test_a_terminated_case_refuses_detections_until_an_operator_decides(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, dev_env: WorkflowEnvironment
+) -> None:
+    first = event()
+    opened = await send(api, first, 201)
+    case_id = opened["case_id"]
+    await registered(pool, case_id)
+    await dev_env.client.get_workflow_handle(f"case:{case_id}").terminate(reason="drill")
+    domain = first["subject"]["identifiers"]["domain"]
+    # Recorded (the inbox keeps it); the news to the case finds its run ended and the
+    # register is marked, so from then on the subject's detections are refused.
+    await send(api, event(domain=domain), 200)
+    for _ in range(100):
+        if await pool.fetchval("SELECT interrupted FROM cases WHERE case_id = $1", case_id):
+            break
+        await asyncio.sleep(0.1)
+    problem = await send(api, event(domain=domain), 409)
+    assert problem["type"].endswith("/case-interrupted")
+    assert case_id in problem["detail"] and "terminated" in problem["detail"]
+    assert "rectify cases reopen" in problem["detail"]
+    # Nothing opened a new case behind the operator's back.
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM detections WHERE case_id <> $1 AND subject_key = $2",
+            case_id,
+            f"domain={domain}",
+        )
+        == 0
+    )

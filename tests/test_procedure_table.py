@@ -36,7 +36,7 @@ def test_the_workflow_has_one_update_per_row_typed_by_the_row() -> None:
         assert update.arg_types == [command.body], command.name
         assert update.ret_type is Receipt, command.name
         assert update.validator is not None, command.name
-    assert set(definition.updates) == {c.name for c in COMMANDS} | {"record_event"}
+    assert set(definition.updates) == {c.name for c in COMMANDS}
 
 
 def test_refusals_name_the_command_in_words() -> None:

@@ -8,6 +8,7 @@ to the step function registered for it in workflows/{intake,rectification,penalt
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from temporalio import workflow
@@ -15,10 +16,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.steps import StepActivities
-    from domain.case import CaseState, Opening, Receipt
-    from domain.commands import CalendarUpdated, CaseEvent, EventReceipt, opened_by_event
-    from domain.models import CaseResult, OpenCaseInput, Stage
-    from domain.procedure import COMMANDS, STAGE_ROW, Command, waits_for
+    from domain.case import CaseRun, CaseState, Continuation, OperatorOrder, Receipt
+    from domain.commands import CalendarUpdated, DetectionsArrived
+    from domain.models import CaseResult, Outcome, Stage
+    from domain.procedure import COMMANDS, HANDLING, STAGE_ROW, Command
     from domain.records import OpeningRequest
     from workflows import (  # noqa: F401 (they register the step functions)
         intake,
@@ -29,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.context import COMMAND_REFUSED, STEP_RETRY, STEP_TIMEOUT, CaseContext, refuse
     from workflows.handlers import HANDLERS
+    from workflows.intake import watch_handling_limit
+    from workflows.referral import track
     from workflows.timers import stage_timer
 
 __all__ = ["CASE_NOT_OPENED", "COMMAND_REFUSED", "CaseWorkflow"]
@@ -68,26 +71,63 @@ class CaseWorkflow:
     domain.procedure.COMMANDS, added by `_with_commands`."""
 
     @workflow.init
-    def __init__(self, opened: OpenCaseInput) -> None:
+    def __init__(self, run: CaseRun) -> None:
         info = workflow.info()
-        self._case = CaseContext(
-            CaseState(
-                case_id=opened.case_id,
-                workflow_id=info.workflow_id,
-                opening=Opening(input=opened, opened_at=info.start_time),
-                stage=Stage.FILING,
-                waiting_for=waits_for(Stage.FILING),
-            )
-        )
+        carried = run.carried
+        self._history_limit = run.history_limit
+        self._run = carried.run if carried is not None else 1
+        if carried is not None:
+            state = carried.state
+        else:
+            state = CaseState.new(run.opening_input(), info.workflow_id, info.start_time)
+        self._case = CaseContext(state)
+        if carried is not None:
+            self._case.calendar_changed = carried.calendar_changed
 
     @workflow.run
-    async def run(self, opened: OpenCaseInput) -> CaseResult:
+    async def run(self, run: CaseRun) -> CaseResult:
         case = self._case
-        await self._opening()
-        if case.refused_opening is not None:
-            # Commands already waiting are refused with the reason; then the case ends.
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            raise ApplicationError(case.refused_opening, type=CASE_NOT_OPENED, non_retryable=True)
+        if run.carried is None:
+            await self._opening()
+            if case.refused_opening is not None:
+                # Commands already waiting are refused with the reason; then the case ends.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                raise ApplicationError(
+                    case.refused_opening, type=CASE_NOT_OPENED, non_retryable=True
+                )
+        else:
+            await self._carry_on(run.order)
+        procedure = asyncio.create_task(self._procedure())
+        await workflow.wait_condition(lambda: procedure.done() or self._should_continue())
+        if not procedure.done():
+            state = case.state
+            workflow.logger.info(
+                "case %s continues as new after %d history events (run %d, step %d)",
+                state.case_id,
+                workflow.info().get_current_history_length(),
+                self._run,
+                state.step,
+            )
+            workflow.continue_as_new(
+                CaseRun.of(
+                    state.opened,
+                    carried=Continuation(
+                        state=state, calendar_changed=case.calendar_changed, run=self._run + 1
+                    ),
+                    history_limit=self._history_limit,
+                )
+            )
+        await procedure
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and case.background_done()
+        )
+        state = case.state
+        assert state.outcome is not None and state.closed_at is not None
+        return CaseResult(case_id=state.case_id, outcome=state.outcome, closed_at=state.closed_at)
+
+    async def _procedure(self) -> None:
+        """Stage by stage: wait for a command, or run the stage's timer."""
+        case = self._case
         while case.stage is not Stage.CLOSED:
             stage = case.stage
             row = STAGE_ROW[stage]
@@ -95,12 +135,44 @@ class CaseWorkflow:
                 await stage_timer(case, row)
             else:
                 await workflow.wait_condition(case.left(stage))
-        await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and case.background_done()
+
+    def _should_continue(self) -> bool:
+        """Continue-as-new when the server suggests it (or at the configured history length),
+        only between steps: no handler running, no step being recorded or waiting to be."""
+        info = workflow.info()
+        long = info.is_continue_as_new_suggested() or (
+            self._history_limit is not None
+            and info.get_current_history_length() >= self._history_limit
         )
-        state = case.state
-        assert state.outcome is not None and state.closed_at is not None
-        return CaseResult(case_id=state.case_id, outcome=state.outcome, closed_at=state.closed_at)
+        return (
+            long
+            and self._case.stage is not Stage.CLOSED
+            and workflow.all_handlers_finished()
+            and self._case.idle()
+        )
+
+    async def _carry_on(self, order: OperatorOrder | None) -> None:
+        """A run carrying the case on: restart the watchers the state says were running, then
+        record the operator's order, if any (the reason is audited as this run's first step)."""
+        case, state = self._case, self._case.state
+        case.resume(shown_by_earlier_run=order is None)
+        if order is not None:
+            payload = {"reason": order.reason, "interrupted": order.interrupted, "run": self._run}
+            async with case.lock:
+                if order.action == "close":
+                    await case.step(
+                        "case_closed_by_operator",
+                        order.actor,
+                        payload=payload,
+                        outcome=Outcome.CLOSED_BY_OPERATOR,
+                    )
+                    return
+                await case.note("case_reopened", order.actor, payload)
+        if HANDLING in state.deadlines:
+            case.start(watch_handling_limit(case))
+        for referral in state.referrals:
+            if referral.status != "acknowledged":
+                case.start(track(case, referral))
 
     async def _opening(self) -> None:
         """One activity: the policy slice, the filing deadline, the register row. A regular
@@ -126,11 +198,7 @@ class CaseWorkflow:
                     case.refused_opening = f"case {state.case_id} cannot open: {cause.message}"
                     return
                 raise
-            state.policy = opening.policy
-            state.opening.policy_version = opening.policy.version
-            state.opening.prior_cases = opening.policy.prior_cases
-            state.deadlines["filing"] = opening.filing_deadline
-            state.step = 1
+            state.open_with(opening.policy, opening.filing_deadline)
             case.opened = True
             case.show()
 
@@ -166,44 +234,12 @@ class CaseWorkflow:
             handler = HANDLERS[command.name]
             case.check(command, cmd, handler.check, handler.explain)
 
-    # --- events --------------------------------------------------------------------------------
+    # --- detections ----------------------------------------------------------------------------
 
-    @workflow.update
-    async def record_event(self, event: CaseEvent) -> EventReceipt:
-        """Record an event on the case; a key seen before is acknowledged, not applied again.
-        Both checks run under the case lock, so concurrent duplicates take effect once."""
-        case = self._case
-        await workflow.wait_condition(lambda: case.opened or case.refused_opening is not None)
-        async with case.lock:
-            self._validate_event(event)
-            state = case.state
-            if event.idempotency_key in state.event_keys:
-                return self._event_receipt(event, "duplicate")
-            state.event_keys.append(event.idempotency_key)
-            case.begin(event.acting_key)
-            try:
-                await case.note(
-                    f"event_{event.type.value}", event.source, event.model_dump(mode="json")
-                )
-            finally:
-                case.end()
-            opener = opened_by_event(event.idempotency_key)
-            return self._event_receipt(
-                event, "opened" if state.opened.opened_by == opener else "joined"
-            )
-
-    @record_event.validator
-    def _validate_event(self, event: CaseEvent) -> None:
-        self._case.refuse_if_closed("record an event")
-
-    def _event_receipt(self, event: CaseEvent, result: str) -> EventReceipt:
-        state = self._case.state
-        return EventReceipt.model_validate(
-            {
-                "case_id": state.case_id,
-                "workflow_id": state.workflow_id,
-                "idempotency_key": event.idempotency_key,
-                "result": result,
-                "stage": state.stage.value,
-            }
-        )
+    @workflow.signal
+    def detections_arrived(self, news: DetectionsArrived) -> None:
+        """Coalesced news from the detections inbox: the count and the latest few. Older news
+        arriving late changes nothing."""
+        detections = self._case.state.detections
+        if news.count > detections.count:
+            detections.count, detections.latest = news.count, list(news.latest)

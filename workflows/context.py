@@ -17,10 +17,10 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
     from activities.steps import StepActivities
-    from domain.case import CaseState, DocumentRef, Receipt, pending_deadline
+    from domain.case import CaseState, Receipt, apply_step, pending_deadline
     from domain.models import CaseCommand, Deadline, Outcome, Stage
     from domain.policy import CasePolicy
-    from domain.procedure import Command, waits_for
+    from domain.procedure import Command
     from domain.records import (
         DeadlineRequest,
         DocumentDraft,
@@ -136,6 +136,10 @@ class CaseContext:
         if check is not None:
             check(self, cmd)
 
+    def idle(self) -> bool:
+        """No step is being recorded, and none waits for the lock."""
+        return not self.lock.locked() and not getattr(self.lock, "_waiters", None)
+
     def begin(self, acting_key: str | None) -> None:
         self._acting_key, self._issued = acting_key, []
 
@@ -197,6 +201,8 @@ class CaseContext:
             periods=periods,
             pending=None if isinstance(pending, list) else pending,
             pending_periods=pending if isinstance(pending, list) else [],
+            settles=sorted(settled),
+            state=state.model_dump(mode="json"),
         )
         result: StepResult = await workflow.execute_local_activity_method(
             StepActivities.record_step,
@@ -204,19 +210,8 @@ class CaseContext:
             start_to_close_timeout=STEP_TIMEOUT,
             retry_policy=STEP_RETRY,
         )
-        state.step = record.seq
-        state.deadlines = {**after, **result.deadlines}
-        for doc in result.documents:
-            state.documents.append(
-                DocumentRef(
-                    kind=doc.kind, number=doc.number, step=record.seq, issued_at=doc.issued_at
-                )
-            )
-            self._issued.append(doc.number)
-        state.stage = to_stage
-        state.waiting_for = waits_for(to_stage)
-        if outcome is not None:
-            state.outcome, state.closed_at = outcome, record.occurred_at
+        apply_step(state, record, result)
+        self._issued.extend(doc.number for doc in result.documents)
         self.show()
         return result
 
@@ -243,6 +238,15 @@ class CaseContext:
         if found.deadline is _PLACEHOLDER:
             return [found.name]
         return found.deadline
+
+    def resume(self, shown_by_earlier_run: bool) -> None:
+        """A run carrying the case on: it is open; the search attributes are the earlier run's
+        (continue-as-new keeps them) or those it was started with (an operator's new run)."""
+        self.opened = True
+        if shown_by_earlier_run:
+            found = pending_deadline(self.state)
+            self._shown = (self.state.stage.value, found.deadline.due_at if found else None)
+        self.show()
 
     def show(self) -> None:
         """Upsert the stage and the next deadline, only when one of them changed."""

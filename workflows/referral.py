@@ -101,6 +101,8 @@ async def send(case: CaseContext, referral: Referral, actor: str) -> None:
 async def track(case: CaseContext, referral: Referral) -> None:
     """Each referral waits on its own timers; a missed one goes to a supervisor."""
     await _chase(case, referral, "awaiting_approval", approval_deadline(referral), "approval")
+    if referral.status == "approved" and "referral_transfer_overdue" in referral.overdue:
+        await workflow.wait_condition(lambda: referral.status != "approved")
     if referral.status == "approved":
         assert referral.transfer_due_at is not None
         try:
@@ -118,6 +120,9 @@ async def track(case: CaseContext, referral: Referral) -> None:
 async def _chase(case: CaseContext, referral: Referral, status: str, name: str, what: str) -> None:
     flag = "referral_approval_overdue" if what == "approval" else "referral_unacknowledged"
     while referral.status == status and name in case.state.deadlines:
+        if flag in referral.overdue:  # flagged by an earlier run: a supervisor knows
+            await workflow.wait_condition(lambda: referral.status != status)
+            continue
         if not await wait_for(case, name, lambda: referral.status != status):
             await _overdue(case, referral, flag)
             await workflow.wait_condition(lambda: referral.status != status)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from domain.case import reminder_key
     from domain.procedure import StageRow
     from workflows.context import REMINDER, SYSTEM, CaseContext
     from workflows.handlers import EXPIRIES
@@ -28,7 +29,6 @@ async def wait_for(
     done: the caller waits again on the new one, with its own reminders.
     """
     first = case.state.deadlines.get(name)
-    reminded: set[int] = set()
 
     def replaced() -> bool:
         return case.state.deadlines.get(name) is not first
@@ -40,6 +40,8 @@ async def wait_for(
         deadline = first
         if now >= deadline.due_at:
             return False
+        # Kept in the case, so a continued run does not send them again.
+        reminded = case.state.reminded.setdefault(reminder_key(name, deadline), [])
         reminders = {
             days: deadline.due_at - timedelta(days=days)
             for days in reminder_days
@@ -47,7 +49,7 @@ async def wait_for(
         }
         due = [days for days, at in reminders.items() if at <= now]
         if due:
-            reminded.update(due)  # several due at once: one reminder
+            reminded.extend(sorted(due))  # several due at once: one reminder
             async with case.lock:
                 if not (done() or replaced()):
                     await case.note(

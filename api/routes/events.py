@@ -1,53 +1,53 @@
-"""POST /events: enforcement systems report facts; each is routed to the subject's open case.
+"""POST /events: enforcement systems report detections; each is recorded in the detections
+inbox and routed to its office's case for the subject and category (api/intake.py).
 
-Routing: the subject's primary identifier and the violation category name the case. The case id
-is `EV-{hash}-{n}`, n counting the cases for that subject and category already closed in the
-register, so a repeated detection joins the open case and one after it closed opens a new case.
-Delivery is update-with-start (`record_event`): the case starts if it is not running, and the
-workflow answers at once whether this event opened it, joined it, or was a duplicate of a key it
-has seen — so concurrent duplicates take effect once, and a batch answers per item. (Signal-with-
-start would deliver the event too, but could not say which of the three happened.)
+- The first detection of an office, category and subject opens the case (201, `opened`): its
+  workflow is started, nothing more. Later ones are recorded against it (200, `joined`): one
+  INSERT, no call to Temporal; the workflow hears of them coalesced (api/detection_news.py).
+- The same key again with the same body is `duplicate`; with another body, 409 naming the key.
+- A detection for a case whose run failed or was terminated is refused (409) until an operator
+  reopens or closes it: it never silently opens a new run.
+- While the worker is behind, a detection that would open a case is answered 429 with
+  Retry-After; one that joins an open case is still recorded (it costs the worker nothing).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
+import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
-import asyncpg
-from fastapi import APIRouter, Depends, Response
+import structlog
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowUpdateFailedError,
-)
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from api import problems
 from api.auth import EVENT, EVENT_BATCH, AccessRoute
-from api.case_calls import answer_within, bind_case, stamped
+from api.case_calls import stamped
 from api.deps import AppSettings, DbPool, TemporalClient
+from api.intake import DetectionInbox, Routed, subject_key
 from api.problems import Problem, validation_problem
+from domain.case import CaseRun
 from domain.commands import CaseEvent, EventReceipt, opened_by_event
-from domain.models import NonEmpty, OpenCaseInput, Severity, Subject
+from domain.models import NonEmpty, OpenCaseInput, Severity, Subject, case_workflow_id
+from domain.policy import unknown_category
 from wiring.api_keys import ApiKey
+from wiring.policy_files import PolicyNotFound, PolicySet, load_policies, local_date
 from wiring.settings import Settings
 from workflows.case import CaseWorkflow
 from workflows.search import case_search_attributes
 
 router = APIRouter(prefix="/events", tags=["events"], route_class=AccessRoute)
+log = structlog.get_logger(__name__)
 
-IDENTIFIER_PRIORITY = (
-    "unified_social_credit_code",
-    "app_package",
-    "domain",
-    "icp_filing",
-    "account_id",
-)
-BATCH_CONCURRENCY = 16
+# Case starts in flight at once for one batch (a batch's joins are one INSERT each, no call).
+BATCH_CONCURRENCY = 8
 EXAMPLE: dict[str, Any] = {
     "idempotency_key": "monitoring-2026-11-28-000123",
     "type": "violation_detected",
@@ -66,7 +66,7 @@ EXAMPLE: dict[str, Any] = {
 
 
 class EventIn(CaseEvent):
-    """An event, and what is needed to open a case for it if none is open."""
+    """A detection, and what is needed to open a case for it if none is open."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [cast(JsonValue, EXAMPLE)]})
 
@@ -76,8 +76,9 @@ class EventIn(CaseEvent):
     office: NonEmpty
     severity: Severity = Severity.GENERAL
 
-    def event(self) -> CaseEvent:
-        return CaseEvent.model_validate(self.model_dump(include=set(CaseEvent.model_fields)))
+    def body(self) -> dict[str, Any]:
+        """What the inbox keeps (and hashes): the event as sent, without who sent it."""
+        return self.model_dump(mode="json", exclude={"acting_key"})
 
 
 class EventBatch(BaseModel):
@@ -109,66 +110,181 @@ class BatchResult(BaseModel):
     failed: int
 
 
-def case_prefix(event: EventIn) -> str:
-    """`EV-{hash}`: the subject's primary identifier and the category, hashed."""
-    identifiers = event.subject.identifiers.model_dump(exclude_none=True)
-    name = next(key for key in IDENTIFIER_PRIORITY if key in identifiers)
-    digest = hashlib.sha256(
-        f"{event.violation_category}|{name}={identifiers[name]}".encode()
-    ).hexdigest()
-    return f"EV-{digest[:16]}"
+class Intake:
+    """What delivering detections needs, built once per app: the inbox, the policies (to
+    refuse a category no policy knows before it would open a case that cannot open), and the
+    throttle on healing starts."""
+
+    def __init__(self, pool: Any, settings: Settings) -> None:
+        self.inbox = DetectionInbox(pool)
+        self.policies: PolicySet = load_policies(settings.policies_dir)
+        self._started: dict[str, float] = {}  # case id → when this process last ensured it
+
+    def refusal(self, event: EventIn) -> Problem | None:
+        try:
+            # The policy in force today, as the case's opening will ask for.
+            policy = self.policies.active(local_date(datetime.now(UTC)))
+        except PolicyNotFound as exc:
+            return Problem(409, "event-refused", f"no case can open: {exc}")
+        reason = unknown_category(policy, event.violation_category)
+        return None if reason is None else Problem(409, "event-refused", reason)
+
+    def due_for_start(self, case_id: str) -> bool:
+        """A detection joined a case not yet in the register: make sure its workflow runs
+        (its opener's request may have died after recording it), at most every few seconds."""
+        now = time.monotonic()
+        if now - self._started.get(case_id, 0.0) < 5.0:
+            return False
+        if len(self._started) > 10_000:
+            self._started.clear()
+        self._started[case_id] = now
+        return True
 
 
-async def _closed_before(pool: asyncpg.Pool, prefix: str) -> int:
-    count = await pool.fetchval(
-        "SELECT count(*) FROM cases WHERE case_id LIKE $1 AND closed_at IS NOT NULL",
-        f"{prefix}-%",
+def _intake(request: Request) -> Intake:
+    intake: Intake | None = getattr(request.app.state, "intake", None)
+    if intake is None:
+        intake = request.app.state.intake = Intake(
+            request.app.state.pool, request.app.state.settings
+        )
+    return intake
+
+
+IntakeDep = Annotated[Intake, Depends(_intake)]
+
+
+def _opening(event: EventIn, case_id: str) -> OpenCaseInput:
+    return OpenCaseInput(
+        case_id=case_id,
+        subject=event.subject,
+        violation_category=event.violation_category,
+        legal_basis=event.legal_basis,
+        severity=event.severity,
+        office=event.office,
+        opened_by=opened_by_event(event.idempotency_key),
+        acting_key=event.acting_key,
     )
-    return int(count)
+
+
+async def start_case(client: Client, settings: Settings, opened: OpenCaseInput) -> None:
+    """Start the case's workflow; one already running for it is fine (a healing start)."""
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        # A run that ended: the next detection finds it in the register.
+        await client.start_workflow(
+            CaseWorkflow.run,
+            CaseRun.of(opened, history_limit=settings.case_history_limit),
+            id=case_workflow_id(opened.case_id),
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A case id opens one case: a run that ended is never started again from here.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=case_search_attributes(opened),
+        )
+
+
+def _receipt(event: EventIn, routed: Routed, result: str) -> EventReceipt:
+    assert routed.detection is not None
+    return EventReceipt.model_validate(
+        {
+            "case_id": routed.case_id,
+            "workflow_id": case_workflow_id(routed.case_id),
+            "idempotency_key": event.idempotency_key,
+            "result": result,
+            "stage": routed.stage or ("filing" if result == "opened" else None),
+            "detection": routed.detection,
+        }
+    )
+
+
+def interrupted(routed: Routed) -> Problem:
+    info = routed.interrupted or {}
+    status = info.get("status", "interrupted")
+    return Problem(
+        409,
+        "case-interrupted",
+        f"case {routed.case_id} is {status} (its run ended without an outcome"
+        f"{', found ' + str(info['detected_at']) if info.get('detected_at') else ''}): "
+        f"an operator decides — rectify cases reopen {routed.case_id} --reason … "
+        f"or rectify cases close {routed.case_id} --reason …",
+        case_id=routed.case_id,
+        workflow_id=case_workflow_id(routed.case_id),
+        run_status=status,
+        run_id=info.get("run_id"),
+    )
 
 
 async def deliver(
-    client: Client, pool: asyncpg.Pool, settings: Settings, event: EventIn
+    client: Client,
+    settings: Settings,
+    intake: Intake,
+    news: Any,
+    event: EventIn,
+    retry_after: float | None,
 ) -> EventReceipt:
-    prefix = case_prefix(event)
-    for _ in range(3):  # a case that closes meanwhile moves the event to the next one
-        case_id = f"{prefix}-{await _closed_before(pool, prefix) + 1}"
-        workflow_id = bind_case(case_id)
-        opened = OpenCaseInput(
-            case_id=case_id,
-            subject=event.subject,
-            violation_category=event.violation_category,
-            legal_basis=event.legal_basis,
-            severity=event.severity,
-            office=event.office,
-            opened_by=opened_by_event(event.idempotency_key),
-            acting_key=event.acting_key,
+    """Record one detection and route it; start its case if it opens one."""
+    refusal = intake.refusal(event)
+    routed = await intake.inbox.record(
+        key=event.idempotency_key,
+        office=event.office,
+        category=event.violation_category,
+        subject=subject_key(event.subject),
+        event=event.body(),
+        acting_key=event.acting_key,
+        # A category no policy knows never opens a case; the worker behind opens none now.
+        may_open=refusal is None and retry_after is None,
+    )
+    if routed.kind == "reused_key":
+        raise Problem(
+            409,
+            "idempotency-key-reused",
+            f"idempotency key {event.idempotency_key!r} was already used for another event; "
+            "a key names one event: send this one under a new key",
+            idempotency_key=event.idempotency_key,
         )
-        start = WithStartWorkflowOperation(
-            CaseWorkflow.run,
-            opened,
-            id=workflow_id,
-            task_queue=settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            # A case that never opened (e.g. unknown category) may be tried again.
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            search_attributes=case_search_attributes(opened),
-        )
-        try:
-            async with answer_within(case_id, settings.case_answer_timeout_s):
-                receipt: EventReceipt = await client.execute_update_with_start_workflow(
-                    CaseWorkflow.record_event, event.event(), start_workflow_operation=start
-                )
-            return receipt
-        except WorkflowAlreadyStartedError:
-            continue  # closed after we counted: count again
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            if "is closed" in reason:  # closed after we counted: count again
-                continue
-            raise Problem(409, "event-refused", reason, case_id=case_id) from exc
-    raise Problem(409, "event-refused", f"cases of {prefix} keep closing; send the event again")
+    if routed.kind == "interrupted":
+        raise interrupted(routed)
+    if routed.kind == "would_open":
+        if refusal is not None:
+            raise refusal
+        assert retry_after is not None
+        raise too_busy(retry_after)
+    if routed.kind == "opened" or (routed.stage is None and intake.due_for_start(routed.case_id)):
+        opener = event
+        if routed.kind != "opened":
+            stored = await intake.inbox.opener(routed.case_id)
+            opener = EventIn.model_validate(stored) if stored is not None else event
+        await start_case(client, settings, _opening(opener, routed.case_id))
+    if news is not None and routed.kind in ("opened", "joined"):
+        news.note(routed.case_id)
+    if routed.kind == "opened":
+        log.info("case opened by a detection", case_id=routed.case_id)
+    return _receipt(event, routed, routed.kind)
+
+
+def too_busy(retry_after: float) -> Problem:
+    seconds = max(1, round(retry_after))
+    return Problem(
+        429,
+        "worker-behind",
+        f"the worker is behind: no new case opens now; send the event again in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def _admission(request: Request) -> Any:
+    return getattr(request.app.state, "admission", None)
+
+
+async def _retry_after(request: Request) -> float | None:
+    admission = _admission(request)
+    if admission is None:
+        return None
+    value: float | None = await admission.retry_after()
+    return value
+
+
+def _news(request: Request) -> Any:
+    return getattr(request.app.state, "detection_news", None)
 
 
 @router.post(
@@ -176,19 +292,33 @@ async def deliver(
     response_model=EventReceipt,
     responses={
         201: {"model": EventReceipt, "description": "the event opened a new case"},
-        **problems.responses((409, "the case refused the event, with the reason"), 413, 422, 504),
+        **problems.responses(
+            (409, "the key was used for another event, or the case's run was interrupted"),
+            413,
+            422,
+            (429, "the worker is behind: the event would open a case; retry after"),
+        ),
     },
 )
 async def post_event(
     body: EventIn,
+    request: Request,
     client: TemporalClient,
     pool: DbPool,
     settings: AppSettings,
+    intake: IntakeDep,
     response: Response,
     caller: Annotated[ApiKey, Depends(EVENT)],
 ) -> EventReceipt:
     """Deliver one event: 201 when it opened a case, 200 when it joined one or was a duplicate."""
-    receipt = await deliver(client, pool, settings, stamped(body, caller))
+    receipt = await deliver(
+        client,
+        settings,
+        intake,
+        _news(request),
+        stamped(body, caller),
+        await _retry_after(request),
+    )
     response.status_code = 201 if receipt.result == "opened" else 200
     return receipt
 
@@ -200,13 +330,18 @@ async def post_event(
 )
 async def post_events(
     body: EventBatch,
+    request: Request,
     client: TemporalClient,
     pool: DbPool,
     settings: AppSettings,
+    intake: IntakeDep,
     caller: Annotated[ApiKey, Depends(EVENT_BATCH)],
 ) -> BatchResult:
-    """Deliver up to 500 events; each item is answered on its own (one failing stops none)."""
+    """Deliver up to 500 events; each item is answered on its own (one failing stops none).
+    Items run a few at a time, so one batch never holds more than that many case starts."""
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+    retry_after = await _retry_after(request)
+    news = _news(request)
 
     async def one(index: int, raw: dict[str, Any]) -> BatchItem:
         try:
@@ -216,9 +351,20 @@ async def post_events(
             return BatchItem(index=index, status=422, problem=invalid.document())
         async with gate:
             try:
-                receipt = await deliver(client, pool, settings, stamped(event, caller))
+                receipt = await deliver(
+                    client, settings, intake, news, stamped(event, caller), retry_after
+                )
             except Problem as problem:
                 return BatchItem(index=index, status=problem.status, problem=problem.document())
+            except RPCError as exc:
+                log.warning("case start failed", index=index, error=exc.message)
+                unavailable = Problem(
+                    503,
+                    "temporal-unavailable",
+                    f"the event was recorded but its case did not start ({exc.message}); "
+                    "send it again: it counts once",
+                )
+                return BatchItem(index=index, status=503, problem=unavailable.document())
             return BatchItem(
                 index=index, status=201 if receipt.result == "opened" else 200, receipt=receipt
             )
