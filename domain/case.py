@@ -284,7 +284,7 @@ class CaseRun(OpenCaseInput):
     order: OperatorOrder | None = Field(None, exclude_if=lambda value: value is None)
     history_limit: int | None = Field(
         None,
-        ge=100,
+        ge=30,
         exclude_if=lambda value: value is None,
         description="continue-as-new at this history length (tests); otherwise when the server"
         " suggests it",

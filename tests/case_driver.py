@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.case import CaseState, Receipt
+from domain.case import CaseRun, CaseState, Receipt
 from domain.models import CaseResult, OpenCaseInput, case_workflow_id
 from domain.procedure import COMMANDS
 from tests.conftest import open_case_input
@@ -61,6 +61,20 @@ class Case:
         except Refused as exc:
             return str(exc)
         raise AssertionError(f"{command} was accepted")
+
+    async def runs(self) -> list[WorkflowHistory]:
+        """Every run of the case, oldest first (continue-as-new chains them)."""
+        client = self.env.client
+        history = await client.get_workflow_handle(self.handle.id).fetch_history()
+        runs = [history]
+        while True:
+            started = runs[0].events[0].workflow_execution_started_event_attributes
+            if not started.continued_execution_run_id:
+                return runs
+            previous = client.get_workflow_handle(
+                self.handle.id, run_id=started.continued_execution_run_id
+            )
+            runs.insert(0, await previous.fetch_history())
 
     async def state(self) -> CaseState:
         return await self.handle.query(CaseWorkflow.state)
@@ -115,12 +129,17 @@ class Case:
 
 
 async def open_case(
-    env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, **overrides: Any
+    env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    *,
+    history_limit: int | None = None,
+    **overrides: Any,
 ) -> Case:
     opened: OpenCaseInput = open_case_input(**overrides)
     handle = await env.client.start_workflow(
         CaseWorkflow.run,
-        opened,
+        CaseRun.of(opened, history_limit=history_limit),
         id=case_workflow_id(opened.case_id),
         task_queue=task_queue,
         search_attributes=case_search_attributes(opened),

@@ -86,16 +86,21 @@ PATHS = {
     "rectified-after-extension": rectified,
     "deadline-missed-warned": deadline_missed_warned,
     "fined-after-hearing": fined_after_hearing,
+    # The rectified path again, continued as new every few commands: one file per run, so the
+    # runs that start from a carried state are replayed too.
+    "continued": rectified,
 }
+HISTORY_LIMITS = {"continued": 30}
 
 
-async def record(dsn: str) -> None:
+async def record(dsn: str, names: list[str]) -> None:
     await migrate(dsn, REPO_ROOT / "migrations")
     await seed_calendar(dsn)
     pool = await create_pool(dsn)
     policies = load_policies(REPO_ROOT / "policies")
     try:
-        for name, drive in PATHS.items():
+        for name in names:
+            drive = PATHS[name]
             env = await WorkflowEnvironment.start_time_skipping(
                 data_converter=pydantic_data_converter,
                 test_server_existing_path=_test_server_path(),
@@ -103,25 +108,34 @@ async def record(dsn: str) -> None:
             try:
                 await ensure_search_attributes(env.client, "default", search.ALL)
                 async with build_worker(env.client, pool, QUEUE, policies):
-                    case = await open_case(env, pool, QUEUE)
+                    case = await open_case(env, pool, QUEUE, history_limit=HISTORY_LIMITS.get(name))
                     await drive(case)
                     await case.handle.result()
-                    history = await case.handle.fetch_history()
+                    runs = await case.runs()
             finally:
                 await env.shutdown()
-            target = HISTORIES / f"case-{VERSION}-{name}.json"
-            target.write_text(history.to_json() + "\n")
-            print(f"wrote {target.relative_to(REPO_ROOT)} ({len(history.events)} events)")
+            for number, history in enumerate(runs, start=1):
+                suffix = f"-run{number}" if len(runs) > 1 else ""
+                target = HISTORIES / f"case-{VERSION}-{name}{suffix}.json"
+                target.write_text(history.to_json() + "\n")
+                print(f"wrote {target.relative_to(REPO_ROOT)} ({len(history.events)} events)")
     finally:
         await pool.close()
 
 
 def main() -> int:
+    """Record the paths named on the command line (all of them without any). A history that has
+    landed is never recorded again: cases of that version may be running."""
+    names = sys.argv[1:] or list(PATHS)
+    unknown = [name for name in names if name not in PATHS]
+    if unknown:
+        print(f"unknown path(s): {', '.join(unknown)}; known: {', '.join(PATHS)}")
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedPostgres(Path(tmp) / "pg", free_port(), durable=False)
         server.start()
         try:
-            asyncio.run(record(server.dsn))
+            asyncio.run(record(server.dsn, names))
         finally:
             server.stop()
     return 0

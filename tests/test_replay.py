@@ -24,6 +24,18 @@ def test_histories_are_recorded() -> None:
     assert len(HISTORIES) >= 3, "tests/histories must hold the recorded case paths"
 
 
+def test_continued_runs_are_recorded() -> None:
+    """Runs that start from a carried state (continue-as-new) replay too: at least two."""
+    continued = [
+        path
+        for path in HISTORIES
+        if load(path)
+        .events[0]
+        .workflow_execution_started_event_attributes.continued_execution_run_id
+    ]
+    assert len(continued) >= 2, "record them: python -m tests.record_histories continued"
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     )
     case_history_limit: int | None = Field(
         None,
-        ge=100,
+        ge=30,
         description="a case continues-as-new at this many history events (tests, drills);"
         " unset: when the Temporal server suggests it",
     )
@@ -62,6 +62,25 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         description="at most one coalesced detections signal per case per this many seconds",
+    )
+    # Backpressure (wiring/backlog.py): at ~10 cases/s and ~3 tasks per opening, 200 waiting
+    # tasks are ~7 s of the worker's time, well inside `case_answer_timeout_s`.
+    admission_max_backlog: int = Field(
+        200,
+        ge=0,
+        description="the worker is behind above this many tasks waiting on its task queue"
+        " (workflow + activity): new cases and campaigns are refused with 429 and campaigns"
+        " wait between waves; 0: never behind (nothing is measured)",
+    )
+    admission_retry_after_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="the least Retry-After while behind (longer when the server's dispatch rate"
+        " says the backlog needs longer, up to 60 s); a paced campaign waits as long",
+    )
+    admission_refresh_s: float = Field(
+        1.0, gt=0, le=60, description="the API measures the backlog at most once per this long"
     )
 
     migrations_dir: Path = REPO_ROOT / "migrations"

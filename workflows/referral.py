@@ -114,7 +114,19 @@ async def track(case: CaseContext, referral: Referral) -> None:
         except TimeoutError:
             await _overdue(case, referral, "referral_transfer_overdue")
             await workflow.wait_condition(lambda: referral.status != "approved")
-    await _chase(case, referral, "sent", acknowledgement_deadline(referral), "acknowledgement")
+    acknowledgement = acknowledgement_deadline(referral)
+    if (
+        referral.status == "sent"
+        and acknowledgement not in case.state.deadlines
+        and workflow.patched("referral-acknowledgement-after-transfer")
+    ):
+        # The transfer's step is still being written: its acknowledgement deadline follows.
+        # (Before this patch the tracker ended here and a transferred referral's deadline
+        # went unwatched.)
+        await workflow.wait_condition(
+            lambda: acknowledgement in case.state.deadlines or referral.status != "sent"
+        )
+    await _chase(case, referral, "sent", acknowledgement, "acknowledgement")
 
 
 async def _chase(case: CaseContext, referral: Referral, status: str, name: str, what: str) -> None:
