@@ -1,4 +1,5 @@
-"""Activities behind the operator actions: calendar loads and the policy summary."""
+"""Activities behind the operator actions: calendar loads, the policy summary, and marking a
+case whose run ended without an outcome (failed, terminated…) in the register."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from temporalio import activity
 from activities.calendar import CalendarRepository
 from activities.policy import PolicySet
 from domain.operator_models import (
+    CaseInterruption,
+    InterruptionMarked,
     LoadCalendarInput,
     LoadCalendarResult,
     PolicySummary,
@@ -21,6 +24,17 @@ OPEN_PROVISIONAL_WORKFLOWS = (
     "SELECT workflow_id FROM cases WHERE deadline_provisional AND closed_at IS NULL"
     " ORDER BY workflow_id"
 )
+
+# Idempotent: the same run marked again writes nothing. A case that closed, or whose register
+# moved on after the run ended (a new run's step: `updated_at` is a step's time), is left alone,
+# so a finding that arrives after an operator's reopen cannot mark the reopened case.
+MARK_INTERRUPTED = """
+UPDATE cases SET interrupted = $2::jsonb
+ WHERE case_id = $1
+   AND closed_at IS NULL
+   AND (interrupted IS NULL OR interrupted->>'run_id' <> $3)
+   AND ($4::timestamptz IS NULL OR updated_at <= $4::timestamptz)
+"""
 
 
 class OperatorActivities:
@@ -64,3 +78,21 @@ class OperatorActivities:
             versions=self._policies.versions,
             categories={key: rules.title for key, rules in active.categories.items()},
         )
+
+    @activity.defn(name="mark_case_interrupted")
+    async def mark_case_interrupted(self, interruption: CaseInterruption) -> InterruptionMarked:
+        status = await self._pool.execute(
+            MARK_INTERRUPTED,
+            interruption.case_id,
+            interruption.register_value(),
+            interruption.run_id,
+            interruption.ended_at,
+        )
+        marked = status == "UPDATE 1"
+        log.info(
+            "case interruption recorded" if marked else "case interruption already recorded",
+            case_id=interruption.case_id,
+            run_id=interruption.run_id,
+            status=interruption.status,
+        )
+        return InterruptionMarked(case_id=interruption.case_id, marked=marked)

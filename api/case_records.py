@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from api.read_models import Interruption
 from api.schemas import DecidedPenalty, IssuedDocument, RegisterRow
 from api.timeline import AuditRow, DocumentRow
 
@@ -30,6 +31,18 @@ class CaseRecords:
             case_id,
         )
         return None if row is None else RegisterRow.model_validate(dict(row))
+
+    async def interruption(self, case_id: str) -> Interruption | None:
+        """How the case's run ended, when it ended without an outcome and an operator has not
+        decided yet (the register's `interrupted`, set when the API found it)."""
+        value = await self._conn.fetchval(
+            "SELECT interrupted FROM cases WHERE case_id = $1 AND closed_at IS NULL", case_id
+        )
+        if value is None:
+            return None
+        if isinstance(value, str):  # a connection without the pool's JSON codec
+            return Interruption.model_validate_json(value)
+        return Interruption.model_validate(value)
 
     async def audit(self, case_id: str) -> list[AuditRow]:
         rows = await self._conn.fetch(

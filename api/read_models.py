@@ -36,6 +36,18 @@ NO_NUL = r"^[^\x00]*$"
 # --- the case list ---------------------------------------------------------------------------
 
 
+class Interruption(BaseModel):
+    """The case's run ended without an outcome (failed, terminated, timed out, cancelled), as
+    the API found it: an operator decides, `rectify cases reopen|close`. Cleared by the next
+    step a new run writes."""
+
+    status: str = Field(description="failed, terminated, timed_out or canceled")
+    run_id: str = Field(description="the run that ended")
+    detected_at: datetime = Field(description="when the API found it so")
+    ended_at: datetime | None = Field(None, description="when the run ended")
+    detail: str | None = Field(None, description="the termination reason or failure message")
+
+
 class CaseListItem(BaseModel):
     """One case as the register holds it."""
 
@@ -54,6 +66,12 @@ class CaseListItem(BaseModel):
     policy_version: str | None
     campaign_id: str | None
     overdue: bool = Field(description="open, and its deadline has passed")
+    interrupted: Interruption | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="present when its run ended without an outcome: an operator must reopen or "
+        "close it",
+    )
 
 
 class CasePage(BaseModel):
@@ -152,7 +170,7 @@ def _identifier_probes(value: str) -> list[dict[str, str]]:
 LIST_COLUMNS = """
     case_id, workflow_id, stage, outcome, office, violation_category, subject_kind,
     subject_name, deadline_at, deadline_provisional, opened_at, closed_at, policy_version,
-    campaign_id"""
+    campaign_id, interrupted"""
 
 
 class CaseListReader:

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.read_models import Interruption
 from domain.case import CaseState, Detections, pending_deadline
 from domain.models import CaseId, OpenCaseInput, Outcome, Stage
 from domain.procedure import waits_for
@@ -95,6 +96,11 @@ class CaseView(BaseModel):
     penalty: DecidedPenalty | None
     documents: list[IssuedDocument]
     temporal_ui_url: str | None = None
+    interrupted: Interruption | None = Field(
+        None,
+        description="the case's run ended without an outcome (failed, terminated…): an operator"
+        " decides, `rectify cases reopen|close`; null otherwise",
+    )
     detections: Detections = Field(
         default_factory=Detections,
         description="detections recorded against the case (the inbox): the count and the"

@@ -4,7 +4,9 @@ Pure functions, no I/O. `temporal_entries` reads one run of a recorded `Workflow
 (accepted updates) with the actor from their input, timers with their summary and why they ended,
 activities with their attempts (a case's steps run as local activities: their marker holds the
 result, not the input), signals, and the run's own start and end. `audit_entries` and
-`document_entries` turn PostgreSQL rows into entries; `merge` orders everything by time.
+`document_entries` turn PostgreSQL rows into entries; `merge` orders everything by time. A case
+continued (continue-as-new) or carried on by an operator has several runs: each begins with a
+`workflow_started` entry saying how (`data.begins`, `data.run`), and `run_shown` sums one up.
 """
 
 from __future__ import annotations
@@ -315,20 +317,45 @@ class _Run:
         detail = f"{attrs.signal_name}({shown})"
         return self.entry(event, "signal", attrs.signal_name, detail, who=who, data={"input": arg})
 
+    def started(self, event: HistoryEvent) -> TimelineEntry:
+        """Where a run begins: the case opened, continued (continue-as-new), or carried on by
+        an operator's order after a run that ended without an outcome."""
+        attrs = event.workflow_execution_started_event_attributes
+        opened = _first(attrs.input)
+        begins = run_begins(event)
+        data: dict[str, Any] = {"run": _run_number(opened), "begins": begins}
+        case_id = opened.get("case_id")
+        if begins == "opened":
+            subject = (opened.get("subject") or {}).get("name")
+            detail = (
+                f"case {case_id} opened: {opened.get('violation_category')}, "
+                f"{subject} ({opened.get('office')})"
+            )
+            who = opened.get("opened_by") or attrs.identity or None
+            return self.entry(event, "workflow", "workflow_started", detail, who=who, data=data)
+        carried = opened.get("carried") or {}
+        state = carried.get("state") or {}
+        at = f"at step {state.get('step', '?')}, stage {state.get('stage', '?')}"
+        if begins == "continued":
+            previous = attrs.continued_execution_run_id
+            data["continues"] = previous
+            detail = f"case {case_id} continues in run {data['run']} {at}; continues run {previous}"
+            return self.entry(event, "workflow", "workflow_started", detail, data=data)
+        order = opened.get("order") or {}
+        verb = "reopened" if begins == "reopened" else "to be closed"
+        detail = (
+            f"case {case_id} {verb} by an operator in run {data['run']} {at}, after a "
+            f"{order.get('interrupted', '?')} run: {order.get('reason', '')}"
+        )
+        data |= {"reason": order.get("reason"), "interrupted": order.get("interrupted")}
+        who = order.get("actor") or attrs.identity or None
+        return self.entry(event, "workflow", "workflow_started", detail, who=who, data=data)
+
     def workflow(self, event: HistoryEvent) -> TimelineEntry | None:
         kind, attrs = _kind(event), _attrs(event)
         step = kind.removeprefix("workflow_execution_")
         if kind == "workflow_execution_started":
-            opened = _first(attrs.input)
-            subject = (opened.get("subject") or {}).get("name")
-            detail = (
-                f"case {opened.get('case_id')} opened: {opened.get('violation_category')}, "
-                f"{subject} ({opened.get('office')})"
-            )
-            if attrs.continued_execution_run_id:
-                detail += f"; continues run {attrs.continued_execution_run_id}"
-            who = opened.get("opened_by") or attrs.identity or None
-            return self.entry(event, "workflow", "workflow_started", detail, who=who)
+            return self.started(event)
         if kind == "workflow_execution_completed":
             outcome = _first(attrs.result).get("outcome")
             detail = f"case closed: outcome {outcome}"
@@ -352,6 +379,56 @@ class _Run:
                 event, "workflow", "version_marker", f"code version {patch.get('id')}"
             )
         return None
+
+
+RunBegins = Literal["opened", "continued", "reopened", "closed_by_operator"]
+
+
+def run_begins(started: HistoryEvent) -> RunBegins:
+    """How a run began, from its first event: the case opened, a continue-as-new, or an
+    operator's order (reopen or close) after a run that ended without an outcome."""
+    attrs = started.workflow_execution_started_event_attributes
+    if attrs.continued_execution_run_id:
+        return "continued"
+    order = _first(attrs.input).get("order")
+    if isinstance(order, dict):
+        return "closed_by_operator" if order.get("action") == "close" else "reopened"
+    return "opened"
+
+
+def _run_number(started_input: dict[str, Any]) -> int:
+    carried = started_input.get("carried")
+    run = carried.get("run") if isinstance(carried, dict) else None
+    return run if isinstance(run, int) else 1
+
+
+class RunShown(BaseModel):
+    """One run of the case's workflow, as its history shows it."""
+
+    run_id: str
+    run: int = Field(description="the run in the case's chain, as the run counts itself: 1 first")
+    begins: RunBegins = Field(
+        description="how it began: the case opened, continued (continue-as-new), or carried on "
+        "by an operator's order (reopened, closed_by_operator)"
+    )
+    started_at: datetime
+    status: str = Field(description="running, or how it ended (completed, continued_as_new…)")
+    follows: str | None = Field(
+        None, description="the run it carries on from, when its history names it"
+    )
+
+
+def run_shown(run_id: str, history: WorkflowHistory) -> RunShown:
+    first = history.events[0]
+    attrs = first.workflow_execution_started_event_attributes
+    return RunShown(
+        run_id=run_id,
+        run=_run_number(_first(attrs.input)),
+        begins=run_begins(first),
+        started_at=_at(first),
+        status=workflow_status(history),
+        follows=attrs.continued_execution_run_id or None,
+    )
 
 
 def _local_activity(event: HistoryEvent) -> tuple[str, dict[str, Any], dict[str, Any]] | None:

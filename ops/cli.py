@@ -2,7 +2,8 @@
 
 `rectify run` starts the whole engine, `rectify migrate` the schema (and seeds the working-day
 calendar), `rectify calendar load|show|seed` the official holidays, `rectify keys
-create|revoke|list` the API keys. This package may import `activities/` (the calendar and policy
+create|revoke|list` the API keys, `rectify cases reopen|close` an operator's decision on a case
+whose run failed or was terminated. This package may import `activities/` (the calendar and policy
 code it loads) and `wiring/`; nothing imports it.
 """
 
@@ -19,6 +20,7 @@ from activities.calendar import seed_calendar
 from activities.policy import PolicyFileError, load_policies
 from ops.calendar_cli import add_calendar_commands, format_seeded, run_calendar_command
 from ops.campaign_cli import add_campaign_commands, run_campaign_command
+from ops.cases_cli import add_cases_commands, run_cases_command
 from ops.keys_cli import add_keys_commands, dev_keys_banner, run_keys_command
 from wiring.logs import configure_logging
 from wiring.migrate import MigrationError, migrate
@@ -42,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_calendar_commands(commands)
     add_campaign_commands(commands)
+    add_cases_commands(commands)
     add_keys_commands(commands)
     return parser
 
@@ -73,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_campaign_command(args, settings)
     if args.command == "keys":
         return run_keys_command(args, settings)
+    if args.command == "cases":
+        return run_cases_command(args, settings)
     try:
         dsn = settings.require_database_url()
         applied = asyncio.run(migrate(dsn, settings.migrations_dir))

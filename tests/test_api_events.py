@@ -244,6 +244,17 @@ async def test_each_office_has_its_own_case_and_keys_reveal_nothing_across(
         assert refused.status_code == 409
         assert shanghai["case_id"] not in refused.text and "shanghai" not in refused.text
         assert (await bj.post("/events", json=taken)).status_code == 403
+    # A supervisor over every office sees the subject has a case in each.
+    async with api_client(dev_env, pg_dsn, task_queue, role="supervisor") as everyone:
+        for _ in range(100):
+            listed = (await everyone.get("/cases", params={"subject": domain})).json()
+            if len(listed["items"]) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert {(c["office"], c["case_id"]) for c in listed["items"]} == {
+            ("beijing", beijing["case_id"]),
+            ("shanghai", shanghai["case_id"]),
+        }
 
 
 async def test_detections_reach_the_workflow_coalesced_and_page_from_the_inbox(
@@ -325,6 +336,9 @@ async def test_a_terminated_case_refuses_detections_until_an_operator_decides(
     assert problem["type"].endswith("/case-interrupted")
     assert case_id in problem["detail"] and "terminated" in problem["detail"]
     assert "rectify cases reopen" in problem["detail"]
+    view = (await api.get(f"/cases/{case_id}")).json()
+    assert view["interrupted"]["status"] == "terminated"
+    assert view["interrupted"]["detail"].startswith("drill")
     # Nothing opened a new case behind the operator's back.
     assert (
         await pool.fetchval(

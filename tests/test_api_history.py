@@ -26,8 +26,13 @@ from temporalio.worker import Worker
 
 from api import timeline
 from api.timeline import AuditRow, DocumentRow, TimelineEntry
-from tests.conftest import new_case_id
+from domain.case import CaseRun
+from domain.commands import DetectionsArrived
+from domain.models import case_workflow_id
+from tests.conftest import new_case_id, open_case_input
 from tests.test_api_integration import api_client
+from workflows.case import CaseWorkflow
+from workflows.search import case_search_attributes
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
@@ -450,3 +455,85 @@ async def test_history_gone_from_temporal_comes_from_the_audit_trail_and_documen
         ("audit", "filed", "officer.chen"),
         ("document", "filing_decision", "officer.chen"),
     ]
+
+
+def test_a_single_run_begins_opened_and_is_summed_up() -> None:
+    history = recorded(FINED)
+    shown = timeline.run_shown("run-1", history)
+    assert (shown.run_id, shown.run, shown.begins, shown.status, shown.follows) == (
+        "run-1",
+        1,
+        "opened",
+        "completed",
+        None,
+    )
+    started = timeline.temporal_entries(history)[0]
+    assert started.step == "workflow_started"
+    assert started.data == {"run": 1, "begins": "opened"}
+
+
+# --- a case of several runs ---------------------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_history_of_a_continued_case_follows_every_run_oldest_first(
+    api: httpx.AsyncClient, dev_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """A low history limit makes the case continue-as-new; its history shows both runs as one,
+    each beginning with its `workflow_started`, the audit trail once."""
+    opened = open_case_input(office="shanghai")
+    workflow_id = case_workflow_id(opened.case_id)
+    handle = await dev_env.client.start_workflow(
+        CaseWorkflow.run,
+        CaseRun.of(opened, history_limit=100),
+        id=workflow_id,
+        task_queue=task_queue,
+        search_attributes=case_search_attributes(opened),
+    )
+    first_run = handle.result_run_id
+    await post(api, f"/cases/{opened.case_id}/filing-decision", FULL_PATH[0][1])
+    latest = first_run
+    for count in range(1, 150):  # news of detections grows the history, never the audit trail
+        await handle.signal(CaseWorkflow.detections_arrived, DetectionsArrived(count=count))
+        if count % 5 == 0:
+            latest = (await dev_env.client.get_workflow_handle(workflow_id).describe()).run_id
+            if latest != first_run:
+                break
+    assert latest != first_run, "the case did not continue-as-new at its history limit"
+    # The continued run carries the case on: a command is taken, as the next step.
+    receipt = await post(api, f"/cases/{opened.case_id}/interview/schedule", FULL_PATH[1][1])
+    assert receipt["step"] == 3
+
+    response = await api.get(f"/cases/{opened.case_id}/history")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["run_ids"][0] == first_run and body["run_ids"][-1] == latest
+    runs = body["runs"]
+    assert [r["run_id"] for r in runs] == body["run_ids"]
+    assert [r["run"] for r in runs] == list(range(1, len(runs) + 1))
+    assert (runs[0]["begins"], runs[0]["status"]) == ("opened", "continued_as_new")
+    assert all(r["begins"] == "continued" for r in runs[1:])
+    assert [r["follows"] for r in runs[1:]] == body["run_ids"][:-1]
+    assert (runs[-1]["status"], body["workflow_status"]) == ("running", "running")
+
+    starts = [e for e in body["timeline"] if e["step"] == "workflow_started"]
+    assert [(e["run_id"], e["data"]["begins"]) for e in starts] == [
+        (r["run_id"], r["begins"]) for r in runs
+    ]
+    assert f"continues run {first_run}" in starts[1]["detail"]
+    ends = [e for e in body["timeline"] if e["step"] == "continued_as_new"]
+    assert [e["run_id"] for e in ends] == body["run_ids"][:-1]
+    # Each run's entries sit between its start and the next run's.
+    entries = body["timeline"]
+    for earlier, later in itertools.pairwise(starts):
+        begin, end = entries.index(earlier), entries.index(later)
+        assert {e["run_id"] for e in entries[begin:end] if e["source"] == "temporal"} == {
+            earlier["run_id"]
+        }
+    assert [(e["step"], e["seq"]) for e in entries if e["kind"] == "audit"] == [
+        ("case_opened", 1),
+        ("filed", 2),
+        ("interview_scheduled", 3),
+    ]
+    commands = [(e["step"], e["run_id"]) for e in entries if e["kind"] == "command"]
+    assert commands == [("decide_filing", first_run), ("schedule_interview", latest)]

@@ -1,5 +1,7 @@
 """Operator actions that go through the worker: loading a year's working days (then telling the
-cases with provisional deadlines) and summarising the policies the worker enforces."""
+cases with provisional deadlines), summarising the policies the worker enforces, and recording
+in the register that a case's run ended without an outcome (the API finds it; only an activity
+may write the register)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.operator import OperatorActivities
     from domain.commands import CalendarUpdated
     from domain.operator_models import (
+        CaseInterruption,
+        InterruptionMarked,
         LoadCalendarInput,
         LoadCalendarResult,
         PolicySummary,
@@ -17,6 +21,18 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.case import CaseWorkflow
     from workflows.context import SHANGHAI_OFFSET, STEP_RETRY, STEP_TIMEOUT
+
+__all__ = [
+    "LoadCalendarWorkflow",
+    "MarkCaseInterruptedWorkflow",
+    "PolicySummaryWorkflow",
+    "interrupted_workflow_id",
+]
+
+
+def interrupted_workflow_id(case_id: str, run_id: str) -> str:
+    """One marking per interrupted run, however often the API finds it."""
+    return f"interrupted:{case_id}:{run_id}"
 
 
 @workflow.defn(name="LoadCalendarWorkflow")
@@ -54,3 +70,18 @@ class PolicySummaryWorkflow:
             retry_policy=STEP_RETRY,
         )
         return summary
+
+
+@workflow.defn(name="MarkCaseInterruptedWorkflow")
+class MarkCaseInterruptedWorkflow:
+    """Record in the register that the case's run ended without an outcome: one activity."""
+
+    @workflow.run
+    async def run(self, interruption: CaseInterruption) -> InterruptionMarked:
+        marked: InterruptionMarked = await workflow.execute_activity_method(
+            OperatorActivities.mark_case_interrupted,
+            interruption,
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=STEP_RETRY,
+        )
+        return marked
