@@ -8,13 +8,16 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
+from api.admission import Admission
 from api.auth import check_access_rules
+from api.detection_news import DetectionNews
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.routes import (
     campaigns,
     cases,
     commands,
+    detections,
     events,
     health,
     history,
@@ -44,8 +47,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.temporal = await connect_temporal(
                 settings.require_temporal_address(), settings.temporal_namespace, wait_seconds=30
             )
+            app.state.admission = Admission.from_settings(app.state.temporal, settings)
+            app.state.intake = events.Intake(app.state.pool, settings)
+            app.state.detection_news = DetectionNews(
+                app.state.temporal, app.state.intake.inbox, settings.detection_signal_interval_s
+            )
             log.info("api ready", task_queue=settings.task_queue)
             yield
+            await app.state.admission.close()
+            await app.state.detection_news.close()
         finally:
             await app.state.pool.close()
 
@@ -65,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(commands.router)
     app.include_router(history.router)
     app.include_router(events.router)
+    app.include_router(detections.router)
     app.include_router(campaigns.router)
     app.include_router(stats.router)
     app.include_router(operator.router)

@@ -1,4 +1,4 @@
-"""What routes receive: the Temporal client, the asyncpg pool and the settings."""
+"""What routes receive: the Temporal client, the asyncpg pool, the settings and the admission."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncpg
 from fastapi import Depends, Request
 from temporalio.client import Client
 
+from api.admission import Admission
 from wiring.settings import Settings
 
 
@@ -26,6 +27,19 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _admission(request: Request) -> Admission:
+    admission: Admission = request.app.state.admission
+    return admission
+
+
+async def admit_new_work(admission: Annotated[Admission, Depends(_admission)]) -> None:
+    """Refuse with 429, `Retry-After` and the backlog named while the worker is behind
+    (api/admission.py); for the routes that start new work: opening a case or a campaign."""
+    await admission.admit()
+
+
 TemporalClient = Annotated[Client, Depends(_client)]
 DbPool = Annotated[asyncpg.Pool, Depends(_pool)]
 AppSettings = Annotated[Settings, Depends(_settings)]
+AdmissionControl = Annotated[Admission, Depends(_admission)]
+Admitted = Annotated[None, Depends(admit_new_work)]

@@ -66,9 +66,7 @@ class DetectionNews:
 
     async def _tell(self, case_id: str) -> None:
         count, latest = await self._inbox.summary(case_id)
-        handle = self._client.get_workflow_handle_for(
-            CaseWorkflow.run, case_workflow_id(case_id)
-        )
+        handle = self._client.get_workflow_handle_for(CaseWorkflow.run, case_workflow_id(case_id))
         try:
             await handle.signal(
                 CaseWorkflow.detections_arrived, DetectionsArrived(count=count, latest=latest)

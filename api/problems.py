@@ -36,7 +36,8 @@ class ProblemDocument(BaseModel):
 
 
 class Problem(Exception):
-    """Raise from a route or a dependency to answer with a problem document."""
+    """Raise from a route or a dependency to answer with a problem document; `headers` go on
+    the response (`WWW-Authenticate` with a 401, `Retry-After` with a 429)."""
 
     def __init__(
         self,
@@ -85,6 +86,11 @@ def validation_problem(errors: Iterable[Mapping[str, Any]]) -> Problem:
     )
 
 
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "description": "seconds to wait before sending the request again",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
 DESCRIPTIONS: dict[int, str] = {
     401: "no API key, or a malformed, unknown or revoked one",
     403: "the key's role may not call this, or the key is for another office",
@@ -92,6 +98,7 @@ DESCRIPTIONS: dict[int, str] = {
     409: "the case refused the command, with the reason",
     413: "the body is too large",
     422: "invalid input: the fields at fault are named in `errors`",
+    429: "the worker is behind: nothing was started; send it again after `Retry-After` seconds",
     503: "the Temporal server did not answer",
     504: "the case did not answer in time",
 }
@@ -107,6 +114,8 @@ def responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any
             "description": description,
             "content": {PROBLEM_JSON: {"schema": schema}},
         }
+        if status == 429:
+            documented[status]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
     return documented
 
 

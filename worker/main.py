@@ -14,10 +14,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.admission import PacingActivities
 from activities.deadlines import DeadlineActivities
 from activities.operator import OperatorActivities
 from activities.policy import PolicyFileError, PolicySet, load_policies
 from activities.steps import StepActivities
+from wiring.backlog import BacklogBound
 from wiring.db import create_pool
 from wiring.logs import configure_logging
 from wiring.search_attributes import ensure_search_attributes
@@ -27,7 +29,11 @@ from worker.interceptors import CaseLoggingInterceptor
 from workflows import search
 from workflows.campaign import CampaignWorkflow
 from workflows.case import CaseWorkflow
-from workflows.operator import LoadCalendarWorkflow, PolicySummaryWorkflow
+from workflows.operator import (
+    LoadCalendarWorkflow,
+    MarkCaseInterruptedWorkflow,
+    PolicySummaryWorkflow,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +42,7 @@ WORKFLOWS: Sequence[type] = (
     CampaignWorkflow,
     LoadCalendarWorkflow,
     PolicySummaryWorkflow,
+    MarkCaseInterruptedWorkflow,
 )
 
 
@@ -49,6 +56,7 @@ def activities_for(pool: asyncpg.Pool, policies: PolicySet) -> list[Any]:
         deadlines.compute_deadline,
         operator.load_calendar_year,
         operator.policy_summary,
+        operator.mark_case_interrupted,
     ]
 
 
@@ -66,13 +74,21 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_worker(
-    client: Client, pool: asyncpg.Pool, task_queue: str, policies: PolicySet
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    policies: PolicySet,
+    pacing: BacklogBound | None = None,  # None: the settings' defaults, no environment read
 ) -> Worker:
+    pacing = pacing or BacklogBound.from_settings(Settings.model_construct())
     return Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities_for(pool, policies),
+        activities=[
+            *activities_for(pool, policies),
+            PacingActivities(client, task_queue, pacing).worker_backlog,
+        ],
         interceptors=[CaseLoggingInterceptor()],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=50,
@@ -93,7 +109,9 @@ async def run_worker(settings: Settings) -> None:
             settings.require_temporal_address(), settings.temporal_namespace, wait_seconds=30
         )
         await ensure_search_attributes(client, settings.temporal_namespace, search.ALL)
-        worker = build_worker(client, pool, settings.task_queue, policies)
+        worker = build_worker(
+            client, pool, settings.task_queue, policies, BacklogBound.from_settings(settings)
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

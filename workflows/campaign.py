@@ -2,6 +2,8 @@
 
 Each case is an abandoned child CaseWorkflow (`case:{campaign_id}-{n}`): it runs on its own and
 outlives the campaign. At most `concurrency` starts are in flight, with a pause between waves.
+Before each wave the campaign asks whether the worker is behind (the same backlog measure as the
+API's 429, activities/admission.py); while it is, the campaign waits, and asks again.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from datetime import timedelta
 
 from pydantic import Field
 from temporalio import workflow
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.admission import Pace, PacingActivities, PacingRequest
+    from domain.case import CaseRun
     from domain.models import (
         Actor,
         CaseId,
@@ -29,6 +34,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.search import case_search_attributes
 
 MAX_SUBJECTS = 2000
+
+# Campaigns started before pacing have no pacing in their history: they replay without it.
+PACING_PATCH = "campaign-pacing"
+PACING_TIMEOUT = timedelta(seconds=15)
+PACING_RETRY = RetryPolicy(maximum_attempts=2)
+# A worker that stays behind is asked less often: each wait in a row at least doubles, up to
+# this, so an outage of hours adds a few events an hour to the campaign's history, not hundreds.
+MAX_PACING_WAIT = timedelta(minutes=5)
 
 
 def campaign_workflow_id(campaign_id: str) -> str:
@@ -60,6 +73,8 @@ class CampaignProgress(Model):
     started: int = 0
     already_open: int = 0
     done: bool = False
+    worker_waits: int = Field(0, description="times the campaign waited for the worker")
+    waiting_for_worker: str | None = Field(None, description="why it is waiting now")
 
 
 @workflow.defn(name="CampaignWorkflow")
@@ -74,12 +89,37 @@ class CampaignWorkflow:
     async def run(self, campaign: CampaignInput) -> CampaignProgress:
         numbered = list(enumerate(campaign.subjects, start=1))
         for first in range(0, len(numbered), campaign.concurrency):
+            if workflow.patched(PACING_PATCH):
+                await self._wait_for_worker(campaign)
             wave = numbered[first : first + campaign.concurrency]
             await asyncio.gather(*(self._open_case(campaign, n, subject) for n, subject in wave))
             if first + campaign.concurrency < len(numbered) and campaign.pause_seconds:
                 await workflow.sleep(timedelta(seconds=campaign.pause_seconds))
         self._progress.done = True
         return self._progress
+
+    async def _wait_for_worker(self, campaign: CampaignInput) -> None:
+        """Return once the worker is not behind (or its backlog cannot be measured)."""
+        waited = timedelta(0)
+        while True:
+            pace: Pace | None
+            try:
+                pace = await workflow.execute_local_activity_method(
+                    PacingActivities.worker_backlog,
+                    PacingRequest(campaign_id=campaign.campaign_id),
+                    start_to_close_timeout=PACING_TIMEOUT,
+                    retry_policy=PACING_RETRY,
+                )
+            except ActivityError as exc:  # pacing is a courtesy: it never stops the campaign
+                workflow.logger.warning("pacing not measured, going on: %s", exc)
+                pace = None
+            if pace is None or pace.retry_after_s is None:
+                self._progress.waiting_for_worker = None
+                return
+            waited = min(max(timedelta(seconds=pace.retry_after_s), waited * 2), MAX_PACING_WAIT)
+            self._progress.worker_waits += 1
+            self._progress.waiting_for_worker = pace.reason
+            await workflow.sleep(waited)
 
     async def _open_case(self, campaign: CampaignInput, number: int, subject: Subject) -> None:
         case_id = campaign_case_id(campaign.campaign_id, number)
@@ -97,7 +137,7 @@ class CampaignWorkflow:
         try:
             await workflow.start_child_workflow(
                 CaseWorkflow.run,
-                opened,
+                CaseRun.of(opened),
                 id=case_workflow_id(case_id),
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 search_attributes=case_search_attributes(opened),

@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import problems
 from api.auth import CAMPAIGN_OPENING, CAMPAIGN_READING, AccessRoute
 from api.case_calls import answer_within
-from api.deps import AppSettings, DbPool, TemporalClient
+from api.deps import Admitted, AppSettings, DbPool, TemporalClient
 from api.problems import Problem
 from domain.models import Actor, CaseId, NonEmpty, Severity, Subject
 from wiring.api_keys import ApiKey
@@ -76,7 +76,7 @@ class CampaignView(BaseModel):
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CampaignView,
-    responses=problems.responses((409, "a campaign with this id exists"), 413, 422),
+    responses=problems.responses((409, "a campaign with this id exists"), 413, 422, 429),
 )
 async def open_campaign(
     body: CampaignRequest,
@@ -84,6 +84,7 @@ async def open_campaign(
     settings: AppSettings,
     response: Response,
     caller: Annotated[ApiKey, Depends(CAMPAIGN_OPENING)],
+    _admitted: Admitted,  # after the access rule: 401/403 first, then 429 while behind
 ) -> CampaignView:
     """Start the campaign: its cases open in paced waves; follow them at GET /campaigns/{id}."""
     campaign_id = body.campaign_id or f"CP-{datetime.now(UTC):%Y%m%d}-{uuid.uuid4().hex[:8]}"

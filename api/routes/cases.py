@@ -22,11 +22,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import problems
 from api.auth import CASE_OPENING, CASE_READING, AccessRoute
-from api.case_calls import bind_case, not_answering, stamped
+from api.case_calls import bind_case, find_interruption, not_answering, stamped
 from api.case_records import CaseRecords
-from api.deps import AppSettings, DbPool, TemporalClient
+from api.deps import Admitted, AppSettings, DbPool, TemporalClient
+from api.intake import DetectionInbox
 from api.problems import Problem
+from api.read_models import Interruption
 from api.schemas import CaseView, OpenCaseRequest, OpenedCase
+from domain.case import CaseRun, Detections
 from domain.models import OpenCaseInput
 from wiring.api_keys import ApiKey
 from wiring.temporal import workflow_ui_url
@@ -45,7 +48,7 @@ def _assign_case_id() -> str:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=OpenedCase,
-    responses=problems.responses((409, "a case with this id exists"), 413, 422),
+    responses=problems.responses((409, "a case with this id exists"), 413, 422, 429),
 )
 async def open_case(
     body: OpenCaseRequest,
@@ -53,6 +56,7 @@ async def open_case(
     settings: AppSettings,
     response: Response,
     caller: Annotated[ApiKey, Depends(CASE_OPENING)],
+    _admitted: Admitted,  # after the access rule: 401/403 first, then 429 while behind
 ) -> OpenedCase:
     """Start the case's workflow. The same case id twice is refused: never two workflows."""
     body = stamped(body, caller)  # the opening's audit entry names the key
@@ -62,7 +66,7 @@ async def open_case(
     try:
         handle = await client.start_workflow(
             CaseWorkflow.run,
-            opened,
+            CaseRun.of(opened, history_limit=settings.case_history_limit),
             id=workflow_id,
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -110,7 +114,13 @@ async def get_case(
             state = await handle.query(CaseWorkflow.state)
         if state.step == 0 and (reason := await _failure(handle)) is not None:
             raise Problem(409, "case-not-opened", reason, case_id=case_id)  # never registered
-        return CaseView.from_state(state, ui_url)
+        view = CaseView.from_state(state, ui_url)
+        if not state.closed:
+            # A terminated run still answers by replay: say how it ended.
+            ended = await find_interruption(client, case_id)
+            if ended is not None:
+                view.interrupted = Interruption.model_validate(ended.register_value())
+        return await _with_detections(pool, view)
     except TimeoutError:
         timed_out = found = True
     except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
@@ -125,14 +135,24 @@ async def get_case(
         records = CaseRecords(conn)
         row = await records.register(case_id)
         if row is not None:
-            return row.view(
+            view = row.view(
                 await records.issued(case_id), await records.decided_penalty(case_id), ui_url
             )
+            view.interrupted = await records.interruption(case_id)
+            return await _with_detections(pool, view)
     if timed_out:
         raise not_answering(case_id, settings.case_answer_timeout_s)
     if found and (reason := await _failure(handle)) is not None:
         raise Problem(409, "case-not-opened", reason, case_id=case_id)
     raise Problem(404, "case-not-found", f"no case {case_id}", case_id=case_id)
+
+
+async def _with_detections(pool: Any, view: CaseView) -> CaseView:
+    """The view with the inbox's count and latest detections (exact, not the workflow's
+    coalesced news)."""
+    count, latest = await DetectionInbox(pool).summary(view.case_id)
+    view.detections = Detections(count=count, latest=latest)
+    return view
 
 
 async def _failure(handle: WorkflowHandle[Any, Any]) -> str | None:

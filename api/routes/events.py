@@ -28,9 +28,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api import problems
+from api.admission import Admission
 from api.auth import EVENT, EVENT_BATCH, AccessRoute
 from api.case_calls import stamped
-from api.deps import AppSettings, DbPool, TemporalClient
+from api.deps import AdmissionControl, AppSettings, DbPool, TemporalClient
 from api.intake import DetectionInbox, Routed, subject_key
 from api.problems import Problem, validation_problem
 from domain.case import CaseRun
@@ -219,9 +220,9 @@ async def deliver(
     intake: Intake,
     news: Any,
     event: EventIn,
-    retry_after: float | None,
+    busy: Problem | None,
 ) -> EventReceipt:
-    """Record one detection and route it; start its case if it opens one."""
+    """`busy`: the 429 to answer a detection that would open a case (the worker is behind)."""
     refusal = intake.refusal(event)
     routed = await intake.inbox.record(
         key=event.idempotency_key,
@@ -231,7 +232,7 @@ async def deliver(
         event=event.body(),
         acting_key=event.acting_key,
         # A category no policy knows never opens a case; the worker behind opens none now.
-        may_open=refusal is None and retry_after is None,
+        may_open=refusal is None and busy is None,
     )
     if routed.kind == "reused_key":
         raise Problem(
@@ -246,8 +247,8 @@ async def deliver(
     if routed.kind == "would_open":
         if refusal is not None:
             raise refusal
-        assert retry_after is not None
-        raise too_busy(retry_after)
+        assert busy is not None
+        raise busy
     if routed.kind == "opened" or (routed.stage is None and intake.due_for_start(routed.case_id)):
         opener = event
         if routed.kind != "opened":
@@ -261,26 +262,10 @@ async def deliver(
     return _receipt(event, routed, routed.kind)
 
 
-def too_busy(retry_after: float) -> Problem:
-    seconds = max(1, round(retry_after))
-    return Problem(
-        429,
-        "worker-behind",
-        f"the worker is behind: no new case opens now; send the event again in {seconds} s",
-        headers={"Retry-After": str(seconds)},
-    )
-
-
-def _admission(request: Request) -> Any:
-    return getattr(request.app.state, "admission", None)
-
-
-async def _retry_after(request: Request) -> float | None:
-    admission = _admission(request)
-    if admission is None:
-        return None
-    value: float | None = await admission.retry_after()
-    return value
+async def _busy(admission: Admission) -> Problem | None:
+    """The 429 for detections that would open a case while the worker is behind, or None."""
+    retry_after = await admission.retry_after()
+    return None if retry_after is None else admission.refusal(retry_after)
 
 
 def _news(request: Request) -> Any:
@@ -307,6 +292,7 @@ async def post_event(
     pool: DbPool,
     settings: AppSettings,
     intake: IntakeDep,
+    admission: AdmissionControl,
     response: Response,
     caller: Annotated[ApiKey, Depends(EVENT)],
 ) -> EventReceipt:
@@ -317,7 +303,7 @@ async def post_event(
         intake,
         _news(request),
         stamped(body, caller),
-        await _retry_after(request),
+        await _busy(admission),
     )
     response.status_code = 201 if receipt.result == "opened" else 200
     return receipt
@@ -335,12 +321,13 @@ async def post_events(
     pool: DbPool,
     settings: AppSettings,
     intake: IntakeDep,
+    admission: AdmissionControl,
     caller: Annotated[ApiKey, Depends(EVENT_BATCH)],
 ) -> BatchResult:
     """Deliver up to 500 events; each item is answered on its own (one failing stops none).
     Items run a few at a time, so one batch never holds more than that many case starts."""
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
-    retry_after = await _retry_after(request)
+    busy = await _busy(admission)
     news = _news(request)
 
     async def one(index: int, raw: dict[str, Any]) -> BatchItem:
@@ -352,7 +339,7 @@ async def post_events(
         async with gate:
             try:
                 receipt = await deliver(
-                    client, settings, intake, news, stamped(event, caller), retry_after
+                    client, settings, intake, news, stamped(event, caller), busy
                 )
             except Problem as problem:
                 return BatchItem(index=index, status=problem.status, problem=problem.document())
