@@ -49,8 +49,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             app.state.admission = Admission.from_settings(app.state.temporal, settings)
             app.state.intake = events.Intake(app.state.pool, settings)
+            client, inbox = app.state.temporal, app.state.intake.inbox
             app.state.detection_news = DetectionNews(
-                app.state.temporal, app.state.intake.inbox, settings.detection_signal_interval_s
+                client,
+                inbox,
+                settings.detection_signal_interval_s,
+                heal=lambda case_id: events.heal_case(client, settings, inbox, case_id),
             )
             log.info("api ready", task_queue=settings.task_queue)
             yield

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import structlog
 from temporalio.client import Client
@@ -32,8 +33,17 @@ class DetectionNews:
     """Marks cases with new detections; a background task signals each marked case once per
     interval."""
 
-    def __init__(self, client: Client, inbox: DetectionInbox, interval_s: float) -> None:
+    def __init__(
+        self,
+        client: Client,
+        inbox: DetectionInbox,
+        interval_s: float,
+        heal: Callable[[str], Awaitable[None]],
+        concurrency: int = 16,
+    ) -> None:
         self._client, self._inbox, self._interval = client, inbox, interval_s
+        self._heal = heal  # starts a case whose opening detection never started it
+        self._gate = asyncio.Semaphore(concurrency)
         self._marked: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.signals_sent = 0
@@ -58,7 +68,10 @@ class DetectionNews:
 
     async def flush(self) -> None:
         marked, self._marked = self._marked, set()
-        for case_id in sorted(marked):
+        await asyncio.gather(*(self._tell_one(case_id) for case_id in sorted(marked)))
+
+    async def _tell_one(self, case_id: str) -> None:
+        async with self._gate:
             try:
                 await self._tell(case_id)
             except Exception:  # one case's trouble never stops the others' news
@@ -75,6 +88,13 @@ class DetectionNews:
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
-            # Not running: closed with an outcome (nothing to tell), not started yet (the
-            # opener's start is on its way), or ended without one: that the register must show.
-            await interrupted_problem(self._client, case_id)
+            # Not running: ended without an outcome (the register must show it), closed with
+            # one (nothing to tell), or never started (its opener's request died: start it).
+            if await interrupted_problem(self._client, case_id) is not None:
+                return
+            try:
+                await handle.describe()
+            except RPCError as missing:
+                if missing.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                await self._heal(case_id)

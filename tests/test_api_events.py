@@ -14,6 +14,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from api.intake import case_prefix, subject_key
+from api.routes.events import EventIn
 from tests.test_api_integration import api_client
 
 pytestmark = pytest.mark.integration
@@ -348,3 +350,30 @@ async def test_a_terminated_case_refuses_detections_until_an_operator_decides(
         )
         == 0
     )
+
+
+async def test_a_case_whose_opener_never_started_it_is_started_by_the_next_news(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, dev_env: WorkflowEnvironment
+) -> None:
+    """The opener's request died between its INSERT and its start: the next detection is
+    recorded, and the news for it finds no workflow and starts the case from the opener."""
+    lost = EventIn.model_validate(event())
+    key = subject_key(lost.subject)
+    case_id = f"{case_prefix(lost.office, lost.violation_category, key)}-1"
+    await pool.execute(
+        "INSERT INTO detections (idempotency_key, office, violation_category, subject_key,"
+        " generation, case_id, opens, body_hash, event) VALUES ($1, $2, $3, $4, 1, $5, true,"
+        " 'x', $6)",
+        lost.idempotency_key,
+        lost.office,
+        lost.violation_category,
+        key,
+        case_id,
+        lost.body(),
+    )
+    domain = lost.subject.identifiers.domain
+    joined = await send(api, event(domain=domain), 200)
+    assert (joined["result"], joined["case_id"], joined["stage"]) == ("joined", case_id, None)
+    await registered(pool, case_id)
+    opener = await pool.fetchval("SELECT opened_by FROM cases WHERE case_id = $1", case_id)
+    assert opener == f"event:{lost.idempotency_key}"

@@ -17,7 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.steps import StepActivities
     from domain.case import CaseRun, CaseState, Continuation, OperatorOrder, Receipt
-    from domain.commands import CalendarUpdated, DetectionsArrived
+    from domain.commands import EVENT_OPENER_PREFIX, CalendarUpdated, DetectionsArrived
     from domain.models import CaseResult, Outcome, Stage
     from domain.procedure import COMMANDS, HANDLING, STAGE_ROW, Command
     from domain.records import OpeningRequest
@@ -80,6 +80,8 @@ class CaseWorkflow:
             state = carried.state
         else:
             state = CaseState.new(run.opening_input(), info.workflow_id, info.start_time)
+            if run.opened_by.startswith(EVENT_OPENER_PREFIX):
+                state.detections.count = 1  # the detection that opened it
         self._case = CaseContext(state)
         if carried is not None:
             self._case.calendar_changed = carried.calendar_changed

@@ -131,8 +131,7 @@ class Intake:
         return None if reason is None else Problem(409, "event-refused", reason)
 
     def due_for_start(self, case_id: str) -> bool:
-        """A detection joined a case not yet in the register: make sure its workflow runs
-        (its opener's request may have died after recording it), at most every few seconds."""
+        """At most one healing start per case every few seconds from this process."""
         now = time.monotonic()
         if now - self._started.get(case_id, 0.0) < 5.0:
             return False
@@ -181,6 +180,19 @@ async def start_case(client: Client, settings: Settings, opened: OpenCaseInput) 
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=case_search_attributes(opened),
         )
+
+
+async def heal_case(
+    client: Client, settings: Settings, inbox: DetectionInbox, case_id: str
+) -> None:
+    """Start the case of recorded detections whose workflow never started (its opener's request
+    died between recording and starting), from its opening detection."""
+    stored = await inbox.opener(case_id)
+    if stored is None:
+        return
+    opener = EventIn.model_validate(stored)
+    log.warning("starting a case whose opening detection never started it", case_id=case_id)
+    await start_case(client, settings, _opening(opener, case_id))
 
 
 def _receipt(event: EventIn, routed: Routed, result: str) -> EventReceipt:
@@ -249,13 +261,15 @@ async def deliver(
             raise refusal
         assert busy is not None
         raise busy
-    if routed.kind == "opened" or (routed.stage is None and intake.due_for_start(routed.case_id)):
-        opener = event
-        if routed.kind != "opened":
-            stored = await intake.inbox.opener(routed.case_id)
-            opener = EventIn.model_validate(stored) if stored is not None else event
-        await start_case(client, settings, _opening(opener, routed.case_id))
-    if news is not None and routed.kind in ("opened", "joined"):
+    if routed.kind == "opened":
+        await start_case(client, settings, _opening(event, routed.case_id))
+    elif (
+        routed.kind == "duplicate" and routed.stage is None and intake.due_for_start(routed.case_id)
+    ):
+        # A retry of a detection whose case is not registered yet: its opener's request may
+        # have died before the start. Starting again is harmless (the running case is kept).
+        await heal_case(client, settings, intake.inbox, routed.case_id)
+    if news is not None and routed.kind == "joined":
         news.note(routed.case_id)
     if routed.kind == "opened":
         log.info("case opened by a detection", case_id=routed.case_id)
