@@ -106,6 +106,58 @@ SELECT 'target', NULL, $5 || '-' || t.generation, t.opens, NULL, t.stage, t.inte
 """
 
 
+@dataclass(frozen=True)
+class Sighting:
+    """A detection to record: its key, route, body (hashed) and sender."""
+
+    key: str
+    office: str
+    category: str
+    subject: str
+    event: dict[str, Any]
+    acting_key: str | None
+    may_open: bool
+
+    @property
+    def route(self) -> tuple[str, str, str]:
+        return (self.office, self.category, self.subject)
+
+
+# A batch in three statements instead of one per detection: the keys already recorded, each
+# route's latest case, then one multi-row INSERT of the rest.
+_KNOWN_KEYS = """
+SELECT d.idempotency_key, d.id, d.case_id, d.body_hash, c.stage, c.interrupted
+  FROM detections d
+  LEFT JOIN cases c ON c.case_id = d.case_id
+ WHERE d.idempotency_key = ANY($1::text[])
+"""
+_LATEST_CASES = """
+SELECT r.office, r.category, r.subject_key, l.generation, l.closed, l.interrupted, l.stage
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS r(office, category, subject_key)
+  LEFT JOIN LATERAL (
+      SELECT d.generation, c.closed_at IS NOT NULL AS closed, c.interrupted, c.stage
+        FROM detections d
+        LEFT JOIN cases c ON c.case_id = d.case_id
+       WHERE d.office = r.office AND d.violation_category = r.category
+         AND d.subject_key = r.subject_key
+       ORDER BY d.generation DESC
+       LIMIT 1
+  ) AS l ON true
+"""
+_INSERT_MANY = """
+INSERT INTO detections (
+    idempotency_key, office, violation_category, subject_key, generation, case_id, opens,
+    body_hash, event, acting_key
+)
+SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::boolean[],
+    $8::text[], $9::jsonb[], $10::text[]
+)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING idempotency_key, id
+"""
+
+
 class DetectionInbox:
     """All SQL of the detections inbox."""
 
@@ -172,6 +224,112 @@ class DetectionInbox:
             # key was being written concurrently. Route again: it is visible now.
         raise RuntimeError(f"detection {key!r} could not be routed after {_ATTEMPTS} attempts")
 
+    async def record_many(self, sightings: list[Sighting]) -> list[Routed]:
+        """Record a batch's detections, each once, routed as `record` would route them one by
+        one in the batch's order — in three statements. A race with another request for the
+        same keys or routes (a concurrent opener) is settled by routing those again."""
+        for _ in range(_ATTEMPTS):
+            try:
+                return await self._record_many(sightings)
+            except asyncpg.UniqueViolationError:
+                continue  # another request opened one of these cases just now: route again
+        raise RuntimeError(f"a batch of {len(sightings)} could not be routed")
+
+    async def _record_many(self, sightings: list[Sighting]) -> list[Routed]:
+        digests = [body_hash(s.event) for s in sightings]
+        routes = sorted({s.route for s in sightings})
+        async with self._pool.acquire() as conn:
+            known = {
+                row["idempotency_key"]: row
+                for row in await conn.fetch(_KNOWN_KEYS, [s.key for s in sightings])
+            }
+            latest = {
+                (row["office"], row["category"], row["subject_key"]): row
+                for row in await conn.fetch(_LATEST_CASES, *map(list, zip(*routes, strict=True)))
+            }
+            results: list[Routed | None] = [None] * len(sightings)
+            pending: dict[str, int] = {}  # key → the item that inserts it
+            opened: dict[tuple[str, str, str], str] = {}  # routes this batch opens
+            rows: list[tuple[Any, ...]] = []
+            for index, (sighting, digest) in enumerate(zip(sightings, digests, strict=True)):
+                row = known.get(sighting.key)
+                if row is not None:
+                    same = row["body_hash"] == digest
+                    results[index] = Routed(
+                        "duplicate" if same else "reused_key",
+                        row["case_id"],
+                        row["id"],
+                        row["stage"],
+                        _json(row["interrupted"]),
+                    )
+                    continue
+                if sighting.key in pending:  # twice in this batch: the first one counts
+                    continue
+                route = latest[sighting.route]
+                prefix = case_prefix(*sighting.route)
+                generation, opens, interrupted, stage = _target(route)
+                case_id = f"{prefix}-{generation}"
+                if interrupted is not None:
+                    results[index] = Routed("interrupted", case_id, None, stage, interrupted)
+                    continue
+                opener = opens and sighting.route not in opened
+                if opener and not sighting.may_open:
+                    results[index] = Routed("would_open", case_id, None, None)
+                    continue
+                if opener:
+                    opened[sighting.route] = case_id
+                pending[sighting.key] = index
+                rows.append(
+                    (
+                        sighting.key,
+                        sighting.office,
+                        sighting.category,
+                        sighting.subject,
+                        generation,
+                        case_id,
+                        opener,
+                        digest,
+                        sighting.event,
+                        sighting.acting_key,
+                    )
+                )
+            inserted: dict[str, int] = {}
+            if rows:
+                columns = [list(column) for column in zip(*rows, strict=True)]
+                inserted = {
+                    row["idempotency_key"]: row["id"]
+                    for row in await conn.fetch(_INSERT_MANY, *columns)
+                }
+        by_key = {row[0]: row for row in rows}
+        for index, sighting in enumerate(sightings):
+            if results[index] is not None:
+                continue
+            first = pending.get(sighting.key)
+            written = by_key[sighting.key]
+            if first == index and sighting.key in inserted:
+                results[index] = Routed(
+                    "opened" if written[6] else "joined",
+                    written[5],
+                    inserted[sighting.key],
+                    None if written[6] else _target(latest[sighting.route])[3],
+                )
+            elif first != index and sighting.key in inserted:  # a repeat within the batch
+                same = written[7] == digests[index]
+                results[index] = Routed(
+                    "duplicate" if same else "reused_key", written[5], inserted[sighting.key], None
+                )
+            else:  # written by another request meanwhile: route it on its own
+                results[index] = await self.record(
+                    key=sighting.key,
+                    office=sighting.office,
+                    category=sighting.category,
+                    subject=sighting.subject,
+                    event=sighting.event,
+                    acting_key=sighting.acting_key,
+                    may_open=sighting.may_open,
+                )
+        return [result for result in results if result is not None]
+
     async def opener(self, case_id: str) -> dict[str, Any] | None:
         """The event that opened the case (what its workflow is started with)."""
         event = await self._pool.fetchval(
@@ -205,6 +363,17 @@ class DetectionInbox:
             limit,
         )
         return [(row["id"], _ref(row), _json(row["event"])["payload"]) for row in rows]
+
+
+def _target(route: asyncpg.Record) -> tuple[int, bool, dict[str, Any] | None, str | None]:
+    """The case a route's next detection goes to: generation, whether it opens it, how its run
+    ended if without an outcome, its stage in the register."""
+    generation, closed = route["generation"], route["closed"]
+    if generation is None:
+        return 1, True, None, None
+    if closed:
+        return generation + 1, True, None, None
+    return generation, False, _json(route["interrupted"]), route["stage"]
 
 
 def _json(value: Any) -> Any:

@@ -377,3 +377,38 @@ async def test_a_case_whose_opener_never_started_it_is_started_by_the_next_news(
     await registered(pool, case_id)
     opener = await pool.fetchval("SELECT opened_by FROM cases WHERE case_id = $1", case_id)
     assert opener == f"event:{lost.idempotency_key}"
+
+
+async def test_a_batch_routes_like_one_by_one_and_races_settle_on_one_opener(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    a, b = (f"s{uuid.uuid4().hex[:12]}.example.cn" for _ in range(2))
+    reused = event(domain=a)
+    items = [event(domain=a), event(domain=b), reused, event(domain=b), reused]
+    items.append({**reused, "payload": {"url": "https://example.cn/other"}})
+    body = (await api.post("/events/batch", json={"events": items})).json()
+    answers = [(r["status"], (r["receipt"] or {}).get("result")) for r in body["results"]]
+    assert answers == [
+        (201, "opened"),
+        (201, "opened"),
+        (200, "joined"),
+        (200, "joined"),
+        (200, "duplicate"),
+        (409, None),
+    ]
+    assert "already used for another event" in body["results"][5]["problem"]["detail"]
+    # Two batches at once for one new subject: one opener, every item on the one case.
+    c = f"s{uuid.uuid4().hex[:12]}.example.cn"
+    both = await asyncio.gather(
+        *(
+            api.post("/events/batch", json={"events": [event(domain=c) for _ in range(50)]})
+            for _ in range(2)
+        )
+    )
+    results = [item for response in both for item in response.json()["results"]]
+    assert sorted(r["receipt"]["result"] for r in results).count("opened") == 1
+    assert len({r["receipt"]["case_id"] for r in results}) == 1
+    opened = await pool.fetchval(
+        "SELECT count(*) FROM detections WHERE subject_key = $1 AND opens", f"domain={c}"
+    )
+    assert opened == 1

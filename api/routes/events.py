@@ -32,7 +32,7 @@ from api.admission import Admission
 from api.auth import EVENT, EVENT_BATCH, AccessRoute
 from api.case_calls import stamped
 from api.deps import AdmissionControl, AppSettings, DbPool, TemporalClient
-from api.intake import DetectionInbox, Routed, subject_key
+from api.intake import DetectionInbox, Routed, Sighting, subject_key
 from api.problems import Problem, validation_problem
 from domain.case import CaseRun
 from domain.commands import CaseEvent, EventReceipt, opened_by_event
@@ -226,17 +226,8 @@ def interrupted(routed: Routed) -> Problem:
     )
 
 
-async def deliver(
-    client: Client,
-    settings: Settings,
-    intake: Intake,
-    news: Any,
-    event: EventIn,
-    busy: Problem | None,
-) -> EventReceipt:
-    """`busy`: the 429 to answer a detection that would open a case (the worker is behind)."""
-    refusal = intake.refusal(event)
-    routed = await intake.inbox.record(
+def _sighting(event: EventIn, refusal: Problem | None, busy: Problem | None) -> Sighting:
+    return Sighting(
         key=event.idempotency_key,
         office=event.office,
         category=event.violation_category,
@@ -246,6 +237,43 @@ async def deliver(
         # A category no policy knows never opens a case; the worker behind opens none now.
         may_open=refusal is None and busy is None,
     )
+
+
+async def deliver(
+    client: Client,
+    settings: Settings,
+    intake: Intake,
+    news: Any,
+    event: EventIn,
+    busy: Problem | None,
+) -> EventReceipt:
+    """Record one detection and route it (one statement), then start its case if it opened
+    one. `busy`: the 429 for a detection that would open a case (the worker is behind)."""
+    refusal = intake.refusal(event)
+    sighting = _sighting(event, refusal, busy)
+    routed = await intake.inbox.record(
+        key=sighting.key,
+        office=sighting.office,
+        category=sighting.category,
+        subject=sighting.subject,
+        event=sighting.event,
+        acting_key=sighting.acting_key,
+        may_open=sighting.may_open,
+    )
+    return await settle(client, settings, intake, news, event, routed, refusal or busy)
+
+
+async def settle(
+    client: Client,
+    settings: Settings,
+    intake: Intake,
+    news: Any,
+    event: EventIn,
+    routed: Routed,
+    not_now: Problem | None,
+) -> EventReceipt:
+    """Answer a routed detection: its receipt, or the problem why it went nowhere; start the
+    case it opened. `not_now`: why it may not open a case (unknown category, worker behind)."""
     if routed.kind == "reused_key":
         raise Problem(
             409,
@@ -257,22 +285,32 @@ async def deliver(
     if routed.kind == "interrupted":
         raise interrupted(routed)
     if routed.kind == "would_open":
-        if refusal is not None:
-            raise refusal
-        assert busy is not None
-        raise busy
-    if routed.kind == "opened":
-        await start_case(client, settings, _opening(event, routed.case_id))
-    elif (
-        routed.kind == "duplicate" and routed.stage is None and intake.due_for_start(routed.case_id)
-    ):
-        # A retry of a detection whose case is not registered yet: its opener's request may
-        # have died before the start. Starting again is harmless (the running case is kept).
-        await heal_case(client, settings, intake.inbox, routed.case_id)
+        assert not_now is not None
+        raise not_now
+    try:
+        if routed.kind == "opened":
+            await start_case(client, settings, _opening(event, routed.case_id))
+            log.info("case opened by a detection", case_id=routed.case_id)
+        elif (
+            routed.kind == "duplicate"
+            and routed.stage is None
+            and intake.due_for_start(routed.case_id)
+        ):
+            # A retry of a detection whose case is not registered yet: its opener's request
+            # may have died before the start. Starting again is harmless (a running case is
+            # kept).
+            await heal_case(client, settings, intake.inbox, routed.case_id)
+    except RPCError as exc:
+        log.warning("case start failed", case_id=routed.case_id, error=exc.message)
+        raise Problem(
+            503,
+            "temporal-unavailable",
+            f"the event was recorded but its case did not start ({exc.message}); "
+            "send it again: it counts once",
+            headers={"Retry-After": "5"},
+        ) from exc
     if news is not None and routed.kind == "joined":
         news.note(routed.case_id)
-    if routed.kind == "opened":
-        log.info("case opened by a detection", case_id=routed.case_id)
     return _receipt(event, routed, routed.kind)
 
 
@@ -339,38 +377,49 @@ async def post_events(
     caller: Annotated[ApiKey, Depends(EVENT_BATCH)],
 ) -> BatchResult:
     """Deliver up to 500 events; each item is answered on its own (one failing stops none).
-    Items run a few at a time, so one batch never holds more than that many case starts."""
+    The batch is recorded in three statements; only the items that open a case call Temporal,
+    a few at a time, so one batch never holds more than that many case starts."""
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
     busy = await _busy(admission)
     news = _news(request)
-
-    async def one(index: int, raw: dict[str, Any]) -> BatchItem:
+    events: dict[int, tuple[EventIn, Problem | None]] = {}
+    answers: dict[int, BatchItem] = {}
+    for index, raw in enumerate(body.events):
         try:
-            event = EventIn.model_validate(raw)
+            event = stamped(EventIn.model_validate(raw), caller)
         except ValidationError as exc:
             invalid = validation_problem(exc.errors())
-            return BatchItem(index=index, status=422, problem=invalid.document())
+            answers[index] = BatchItem(index=index, status=422, problem=invalid.document())
+            continue
+        except Problem as problem:
+            answers[index] = BatchItem(
+                index=index, status=problem.status, problem=problem.document()
+            )
+            continue
+        events[index] = (event, intake.refusal(event) or busy)
+    routed = await intake.inbox.record_many(
+        [_sighting(event, not_now, None) for event, not_now in events.values()]
+    )
+
+    async def one(index: int, event: EventIn, not_now: Problem | None, routed: Routed) -> None:
         async with gate:
             try:
-                receipt = await deliver(
-                    client, settings, intake, news, stamped(event, caller), busy
-                )
+                receipt = await settle(client, settings, intake, news, event, routed, not_now)
             except Problem as problem:
-                return BatchItem(index=index, status=problem.status, problem=problem.document())
-            except RPCError as exc:
-                log.warning("case start failed", index=index, error=exc.message)
-                unavailable = Problem(
-                    503,
-                    "temporal-unavailable",
-                    f"the event was recorded but its case did not start ({exc.message}); "
-                    "send it again: it counts once",
+                answers[index] = BatchItem(
+                    index=index, status=problem.status, problem=problem.document()
                 )
-                return BatchItem(index=index, status=503, problem=unavailable.document())
-            return BatchItem(
-                index=index, status=201 if receipt.result == "opened" else 200, receipt=receipt
-            )
+                return
+        status = 201 if receipt.result == "opened" else 200
+        answers[index] = BatchItem(index=index, status=status, receipt=receipt)
 
-    results = await asyncio.gather(*(one(i, e) for i, e in enumerate(body.events)))
+    await asyncio.gather(
+        *(
+            one(index, event, not_now, routed_one)
+            for (index, (event, not_now)), routed_one in zip(events.items(), routed, strict=True)
+        )
+    )
+    results = [answers[index] for index in range(len(body.events))]
     counts: dict[str, int] = {"opened": 0, "joined": 0, "duplicate": 0}
     for item in results:
         if item.receipt is not None:
