@@ -164,34 +164,25 @@ class DetectionInbox:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def record(
-        self,
-        *,
-        key: str,
-        office: str,
-        category: str,
-        subject: str,
-        event: dict[str, Any],
-        acting_key: str | None,
-        may_open: bool,
-    ) -> Routed:
+    async def record(self, sighting: Sighting) -> Routed:
         """Record a detection once and route it (one statement). `may_open=False` records it
         only if it joins an open case (the worker is behind: no new case now)."""
-        prefix = case_prefix(office, category, subject)
+        key, event, subject = sighting.key, sighting.event, sighting.subject
+        prefix = case_prefix(*sighting.route)
         digest = body_hash(event)
         for _ in range(_ATTEMPTS):
             try:
                 rows = await self._pool.fetch(
                     _ROUTE,
                     key,
-                    office,
-                    category,
+                    sighting.office,
+                    sighting.category,
                     subject,
                     prefix,
                     digest,
                     event,
-                    may_open,
-                    acting_key,
+                    sighting.may_open,
+                    sighting.acting_key,
                 )
             except asyncpg.UniqueViolationError:
                 continue  # another detection opened this case just now: join it
@@ -218,7 +209,7 @@ class DetectionInbox:
                     target["stage"],
                     _json(target["interrupted"]),
                 )
-            if target["opens"] and not may_open:
+            if target["opens"] and not sighting.may_open:
                 return Routed("would_open", target["case_id"], None, None)
             # Nothing inserted and no row with the key in this statement's snapshot: the same
             # key was being written concurrently. Route again: it is visible now.
@@ -319,15 +310,7 @@ class DetectionInbox:
                     "duplicate" if same else "reused_key", written[5], inserted[sighting.key], None
                 )
             else:  # written by another request meanwhile: route it on its own
-                results[index] = await self.record(
-                    key=sighting.key,
-                    office=sighting.office,
-                    category=sighting.category,
-                    subject=sighting.subject,
-                    event=sighting.event,
-                    acting_key=sighting.acting_key,
-                    may_open=sighting.may_open,
-                )
+                results[index] = await self.record(sighting)
         return [result for result in results if result is not None]
 
     async def opener(self, case_id: str) -> dict[str, Any] | None:

@@ -250,16 +250,7 @@ async def deliver(
     """Record one detection and route it (one statement), then start its case if it opened
     one. `busy`: the 429 for a detection that would open a case (the worker is behind)."""
     refusal = intake.refusal(event)
-    sighting = _sighting(event, refusal, busy)
-    routed = await intake.inbox.record(
-        key=sighting.key,
-        office=sighting.office,
-        category=sighting.category,
-        subject=sighting.subject,
-        event=sighting.event,
-        acting_key=sighting.acting_key,
-        may_open=sighting.may_open,
-    )
+    routed = await intake.inbox.record(_sighting(event, refusal, busy))
     return await settle(client, settings, intake, news, event, routed, refusal or busy)
 
 
