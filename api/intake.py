@@ -33,13 +33,14 @@ IDENTIFIER_PRIORITY = (
 )
 LATEST = 3  # detections the case and its view show beside the count
 _ATTEMPTS = 5  # routings lost to a concurrent opener or a concurrent same key, then given up
+_BATCH_ATTEMPTS = 3  # a batch lost to concurrent openers this often is routed item by item
 
 
 def subject_key(subject: Subject) -> str:
     """The subject's primary identifier, `name=value`: what names it across detections."""
-    identifiers = subject.identifiers.model_dump(exclude_none=True)
-    name = next(key for key in IDENTIFIER_PRIORITY if key in identifiers)
-    return f"{name}={identifiers[name]}"
+    identifiers = subject.identifiers
+    name = next(key for key in IDENTIFIER_PRIORITY if getattr(identifiers, key) is not None)
+    return f"{name}={getattr(identifiers, name)}"
 
 
 def case_prefix(office: str, category: str, subject: str) -> str:
@@ -219,12 +220,12 @@ class DetectionInbox:
         """Record a batch's detections, each once, routed as `record` would route them one by
         one in the batch's order — in three statements. A race with another request for the
         same keys or routes (a concurrent opener) is settled by routing those again."""
-        for _ in range(_ATTEMPTS):
+        for _ in range(_BATCH_ATTEMPTS):
             try:
                 return await self._record_many(sightings)
-            except asyncpg.UniqueViolationError:
+            except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
                 continue  # another request opened one of these cases just now: route again
-        raise RuntimeError(f"a batch of {len(sightings)} could not be routed")
+        return [await self.record(sighting) for sighting in sightings]
 
     async def _record_many(self, sightings: list[Sighting]) -> list[Routed]:
         digests = [body_hash(s.event) for s in sightings]
@@ -286,7 +287,10 @@ class DetectionInbox:
                 )
             inserted: dict[str, int] = {}
             if rows:
-                columns = [list(column) for column in zip(*rows, strict=True)]
+                # In one order (case, then key) for every request, so two batches opening the
+                # same cases wait for each other instead of deadlocking.
+                ordered = sorted(rows, key=lambda row: (row[5], row[0]))
+                columns = [list(column) for column in zip(*ordered, strict=True)]
                 inserted = {
                     row["idempotency_key"]: row["id"]
                     for row in await conn.fetch(_INSERT_MANY, *columns)

@@ -121,7 +121,7 @@ class SubjectIdentifiers(Model):
 
     @model_validator(mode="after")
     def _at_least_one(self) -> SubjectIdentifiers:
-        if not any(self.model_dump().values()):
+        if not any(getattr(self, name) for name in type(self).model_fields):
             raise ValueError(
                 "give at least one identifier: domain, icp_filing, app_package, "
                 "unified_social_credit_code or account_id"

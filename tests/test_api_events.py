@@ -412,3 +412,26 @@ async def test_a_batch_routes_like_one_by_one_and_races_settle_on_one_opener(
         "SELECT count(*) FROM detections WHERE subject_key = $1 AND opens", f"domain={c}"
     )
     assert opened == 1
+
+
+async def test_concurrent_batches_opening_the_same_subjects_neither_deadlock_nor_fail(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    domains = [f"s{uuid.uuid4().hex[:12]}.example.cn" for _ in range(40)]
+
+    def batch(order: list[str]) -> dict[str, Any]:
+        return {"events": [event(domain=domain) for domain in order for _ in range(3)]}
+
+    orders = [domains, domains[::-1], domains[20:] + domains[:20], domains[::2] + domains[1::2]]
+    responses = await asyncio.gather(*(api.post("/events/batch", json=batch(o)) for o in orders))
+    assert [r.status_code for r in responses] == [200] * 4
+    results = [item for r in responses for item in r.json()["results"]]
+    assert all(item["status"] in (200, 201) for item in results), results
+    opened = await pool.fetch(
+        "SELECT subject_key, count(*) FILTER (WHERE opens) AS openers, count(DISTINCT case_id)"
+        " AS cases, count(*) AS rows FROM detections WHERE subject_key = ANY($1)"
+        " GROUP BY subject_key",
+        [f"domain={domain}" for domain in domains],
+    )
+    assert len(opened) == 40
+    assert {(row["openers"], row["cases"], row["rows"]) for row in opened} == {(1, 1, 12)}

@@ -393,23 +393,29 @@ async def post_events(
     )
 
     async def one(index: int, event: EventIn, not_now: Problem | None, routed: Routed) -> None:
-        async with gate:
-            try:
-                receipt = await settle(client, settings, intake, news, event, routed, not_now)
-            except Problem as problem:
-                answers[index] = BatchItem(
-                    index=index, status=problem.status, problem=problem.document()
-                )
-                return
+        try:
+            receipt = await settle(client, settings, intake, news, event, routed, not_now)
+        except Problem as problem:
+            answers[index] = BatchItem(
+                index=index, status=problem.status, problem=problem.document()
+            )
+            return
         status = 201 if receipt.result == "opened" else 200
         answers[index] = BatchItem(index=index, status=status, receipt=receipt)
 
-    await asyncio.gather(
-        *(
-            one(index, event, not_now, routed_one)
-            for (index, (event, not_now)), routed_one in zip(events.items(), routed, strict=True)
-        )
-    )
+    async def gated(index: int, event: EventIn, not_now: Problem | None, routed: Routed) -> None:
+        async with gate:
+            await one(index, event, not_now, routed)
+
+    starts = []
+    for (index, (event, not_now)), routed_one in zip(events.items(), routed, strict=True):
+        if routed_one.kind == "opened" or (
+            routed_one.kind == "duplicate" and routed_one.stage is None
+        ):
+            starts.append(gated(index, event, not_now, routed_one))  # calls Temporal
+        else:
+            await one(index, event, not_now, routed_one)  # answered from the inbox alone
+    await asyncio.gather(*starts)
     results = [answers[index] for index in range(len(body.events))]
     counts: dict[str, int] = {"opened": 0, "joined": 0, "duplicate": 0}
     for item in results:
