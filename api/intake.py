@@ -220,6 +220,8 @@ class DetectionInbox:
         """Record a batch's detections, each once, routed as `record` would route them one by
         one in the batch's order — in three statements. A race with another request for the
         same keys or routes (a concurrent opener) is settled by routing those again."""
+        if not sightings:
+            return []
         for _ in range(_BATCH_ATTEMPTS):
             try:
                 return await self._record_many(sightings)

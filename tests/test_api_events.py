@@ -194,6 +194,15 @@ async def test_openings_and_events_record_the_acting_key(
     assert forged_case.status_code == 422
 
 
+async def test_a_batch_of_only_bad_items_answers_each_422(api: httpx.AsyncClient) -> None:
+    nobody = event()
+    nobody["subject"]["identifiers"] = {}
+    response = await api.post("/events/batch", json={"events": [nobody, event(type="rumour")]})
+    assert response.status_code == 200, response.text
+    assert [item["status"] for item in response.json()["results"]] == [422, 422]
+    assert "at least one identifier" in response.json()["results"][0]["problem"]["detail"]
+
+
 async def test_a_bad_item_in_a_batch_is_answered_in_its_place(api: httpx.AsyncClient) -> None:
     response = await api.post(
         "/events/batch", json={"events": [event(), event(type="rumour"), event()]}
