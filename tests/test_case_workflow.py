@@ -13,6 +13,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case import CaseRun
 from domain.models import Outcome, Stage
 from tests.case_driver import Case, open_case
 from workflows.case import CaseWorkflow
@@ -123,7 +124,7 @@ async def test_opening_the_same_case_twice_is_refused(
     with pytest.raises(WorkflowAlreadyStartedError):
         await ts_env.client.start_workflow(
             CaseWorkflow.run,
-            opened,
+            CaseRun.of(opened),
             id=case.handle.id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
