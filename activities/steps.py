@@ -32,6 +32,7 @@ from activities.register import CaseRegisterRepository
 from domain.case import CaseState, apply_step
 from domain.models import Deadline, Stage
 from domain.records import (
+    UNSTORABLE,
     DeadlineRequest,
     IssueDocumentRequest,
     OpeningRequest,
@@ -70,6 +71,21 @@ class StepActivities:
 
     @activity.defn(name="open_case")
     async def open_case(self, request: OpeningRequest) -> OpeningResult:
+        """The opening step (below); data the database refuses fails it for good."""
+        try:
+            return await self._open_case(request)
+        except asyncpg.DataError as exc:
+            raise unstorable(exc, request.opened.case_id, 1, OPENED) from None
+
+    @activity.defn(name="record_step")
+    async def record_step(self, step: StepRecord) -> StepResult:
+        """One step (below); data the database refuses fails it for good."""
+        try:
+            return await self._record_step(step)
+        except asyncpg.DataError as exc:
+            raise unstorable(exc, step.case_id, step.seq, step.action) from None
+
+    async def _open_case(self, request: OpeningRequest) -> OpeningResult:
         """Fix the policy slice (with the subject's prior cases), count the filing deadline,
         write the register row and the first audit entry: one transaction."""
         opened = request.opened
@@ -138,8 +154,7 @@ class StepActivities:
         )
         return OpeningResult(policy=policy, filing_deadline=filing)
 
-    @activity.defn(name="record_step")
-    async def record_step(self, step: StepRecord) -> StepResult:
+    async def _record_step(self, step: StepRecord) -> StepResult:
         """Write one step: deadlines counted, documents numbered, audit row, register row."""
         async with self._pool.acquire() as conn, conn.transaction():
             register = CaseRegisterRepository(conn)
@@ -178,6 +193,27 @@ class StepActivities:
             documents=[record.number for record in issued],
         )
         return result
+
+
+def unstorable(exc: asyncpg.DataError, case_id: str, seq: int, action: str) -> ApplicationError:
+    """A step the database refuses as data (text it cannot store, a number out of range): no
+    retry can write it, so it fails at once instead of holding the case's lock for ever. Named
+    by its class and SQLSTATE, never by its values (they may be personal data)."""
+    kind = type(exc).__name__
+    log.error(
+        "case step refused by the database",
+        case_id=case_id,
+        seq=seq,
+        action=action,
+        error=kind,
+        sqlstate=exc.sqlstate,
+    )
+    return ApplicationError(
+        f"case {case_id} step {seq} ({action}) cannot be stored: the database refused its data"
+        f" ({kind}, SQLSTATE {exc.sqlstate}); retrying cannot fix it",
+        type=UNSTORABLE,
+        non_retryable=True,
+    )
 
 
 def _after(step: StepRecord, result: StepResult) -> dict[str, Any] | None:

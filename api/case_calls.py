@@ -23,13 +23,14 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.problems import Problem
 from domain.case import Receipt
 from domain.models import CaseCommand, case_workflow_id
 from domain.operator_models import CaseInterruption, InterruptedStatus
+from domain.records import UNSTORABLE
 from wiring.api_keys import ApiKey
 from wiring.settings import Settings
 from workflows.case import CASE_NOT_OPENED, COMMAND_REFUSED
@@ -90,6 +91,16 @@ def refusal(exc: WorkflowUpdateFailedError) -> str | None:
     return None
 
 
+def unstorable(exc: WorkflowUpdateFailedError) -> str | None:
+    """Why the database refused the command's step as data (nothing was written), or None."""
+    cause: BaseException | None = exc.cause
+    while isinstance(cause, FailureError):
+        if isinstance(cause, ApplicationError) and cause.type == UNSTORABLE:
+            return cause.message
+        cause = cause.cause
+    return None
+
+
 async def send_command(
     client: Client,
     pool: asyncpg.Pool,
@@ -113,6 +124,8 @@ async def send_command(
         reason = refusal(exc)
         if reason is not None:
             raise Problem(409, "command-refused", reason, case_id=case_id) from exc
+        if (refused := unstorable(exc)) is not None:
+            raise Problem(422, "unstorable-data", refused, case_id=case_id) from exc
         if (problem := await interrupted_problem(client, case_id)) is not None:
             raise problem from exc  # the run ended while the command was on its way
         raise

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from urllib.parse import parse_qsl
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import Problem
+from domain.models import NUL_REFUSED
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,10 @@ class RequestContextMiddleware:
 
         started = time.perf_counter()
         try:
+            unstorable = _nul_in_url(scope)
+            if unstorable is not None:
+                await unstorable.response()(scope, receive, send_with_request_id)
+                return
             await self.app(scope, receive, send_with_request_id)
         finally:
             log.info(
@@ -54,6 +60,20 @@ class RequestContextMiddleware:
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
             structlog.contextvars.clear_contextvars()
+
+
+def _nul_in_url(scope: Scope) -> Problem | None:
+    """422 for a path or query parameter holding a NUL character (nothing can store or look it
+    up), naming the parameter; before any route or database sees it."""
+    if "\x00" in scope["path"]:
+        return Problem.invalid([("path", NUL_REFUSED)])
+    query = scope.get("query_string", b"")
+    if b"%00" not in query.lower() and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return Problem.invalid([(f"query.{name.replace(chr(0), '')}", NUL_REFUSED)])
+    return None
 
 
 class BodyLimitMiddleware:

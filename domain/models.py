@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 WORKFLOW_ID_PREFIX = "case:"
 CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -28,10 +28,33 @@ def case_id_from_workflow_id(workflow_id: str) -> str | None:
     return None
 
 
+NUL_REFUSED = "contains a NUL character (U+0000), which cannot be stored: remove it"
+
+
+def holds_nul(value: object) -> bool:
+    """Whether text anywhere in the value (keys and items included) holds U+0000, which
+    PostgreSQL text and jsonb cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(holds_nul(item) for item in value)
+    return False
+
+
 class Model(BaseModel):
-    """Base for Rectify's messages: unknown fields are refused, text is trimmed."""
+    """Base for Rectify's messages: unknown fields are refused, text is trimmed, and text that
+    could never be stored (a NUL character) is refused naming its field."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        if holds_nul(value):
+            raise ValueError(NUL_REFUSED)
+        return value
 
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=500)]

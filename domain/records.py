@@ -84,6 +84,10 @@ class DocumentDraft(Model):
     content: dict[str, Any] = Field(default_factory=dict)
 
 
+# The ApplicationError type of a step the database refused as data: retrying cannot fix it.
+UNSTORABLE = "UnstorableData"
+
+
 class StepRecord(Model):
     """One step of a case: its audit row, the register row it moves to, the documents it
     issues and the deadlines it sets, written in one transaction under `{case_id}/{seq}`."""

@@ -14,6 +14,11 @@ from api.problems import Problem
 from api.read_models import NO_NUL, CaseCursor, CaseFilters, CaseListReader, CasePage, InvalidCursor
 from domain.models import Outcome, Stage
 
+# Days a case can have opened on: the Cybersecurity Law took effect in 2017; nothing in the
+# register is older than 2000 or later than 2100, and outside this a day has no Beijing midnight
+# that PostgreSQL and Python agree on (year 1, year 9999).
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
+
 router = APIRouter(tags=["cases"], route_class=AccessRoute)
 
 
@@ -52,10 +57,12 @@ async def list_cases(
         Query(ge=1, le=366, description="open, deadline between now and now + N days"),
     ] = None,
     opened_from: Annotated[
-        date | None, Query(description="opened on or after this day (Beijing time)")
+        date | None,
+        Query(ge=EARLIEST, le=LATEST, description="opened on or after this day (Beijing time)"),
     ] = None,
     opened_to: Annotated[
-        date | None, Query(description="opened on or before this day (Beijing time)")
+        date | None,
+        Query(ge=EARLIEST, le=LATEST, description="opened on or before this day (Beijing time)"),
     ] = None,
     campaign: Annotated[str | None, _text("opened under this campaign")] = None,
     outcome: Annotated[Outcome | None, Query(description="closed with this outcome")] = None,
