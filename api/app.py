@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.require_database_url(),
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
+            command_timeout_s=settings.db_command_timeout_s,
         )
         try:
             app.state.temporal = await connect_temporal(

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -119,6 +120,20 @@ def responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any
     return documented
 
 
+# What a database outage raises: connection refused or lost, the server shutting down or not
+# accepting connections yet, a statement over its timeout, a pool acquire over its timeout.
+DB_UNAVAILABLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TooManyConnectionsError,
+    ConnectionError,
+    TimeoutError,
+)
+DB_RETRY_AFTER_S = 5
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -133,6 +148,20 @@ def install_problem_handlers(app: FastAPI) -> None:
         return Problem(
             exc.status_code, "http-error", str(exc.detail), headers=exc.headers
         ).response()
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Logged once, by class only: the message may carry a DSN or a query's values.
+        log.warning("database unavailable", error=type(exc).__name__)
+        return Problem(
+            503,
+            "database-unavailable",
+            "the database is not answering; nothing was done: send the request again"
+            f" in {DB_RETRY_AFTER_S} s",
+            headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+        ).response()
+
+    for unavailable in DB_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

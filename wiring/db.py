@@ -14,9 +14,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    command_timeout_s: float | None = 10.0,
+    connect_timeout_s: float = 5.0,
+) -> asyncpg.Pool:
+    """The pool every process uses. Every statement is bounded (`command_timeout_s`: a stopped
+    or frozen database is an error the caller can answer, never a request that hangs), and so is
+    opening a connection."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=command_timeout_s,
+        timeout=connect_timeout_s,
     )
     assert pool is not None
     return pool

@@ -32,7 +32,11 @@ def configure_logging(
         renderer = structlog.processors.JSONRenderer()
     else:
         stream = stream or sys.stderr
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        # Plain tracebacks: no local variables (they hold names and identifiers), and cheap to
+        # render, so one error never stalls the event loop the way a rich rendering did.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
 
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

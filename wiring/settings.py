@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     )
     db_pool_min_size: int = Field(1, ge=0)
     db_pool_max_size: int = Field(10, ge=1)
+    db_command_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="the longest any one database statement may run"
+    )
 
     @model_validator(mode="after")
     def _production_names_its_servers(self) -> Settings:

@@ -103,6 +103,7 @@ async def run_worker(settings: Settings) -> None:
         settings.require_database_url(),
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
+        command_timeout_s=settings.db_command_timeout_s,
     )
     try:
         client = await connect_temporal(
