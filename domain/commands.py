@@ -3,17 +3,33 @@ domain/procedure.py. Every field added later gets a default so running cases kee
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, BeforeValidator, Field, model_validator
 
 from domain.models import Actor, CaseCommand, LongText, Model, NonEmpty
 from domain.policy import Authority, Measure
 
-Money = Annotated[Decimal, Field(gt=0, max_digits=16, decimal_places=2)]
+_AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _ascii_amount(value: object) -> object:
+    """An amount written as text uses ASCII digits: Python would read full-width ones (U+FF13 U+FF10
+    U+FF10) as 300, which no document or bank file should ever have to."""
+    if isinstance(value, str) and not _AMOUNT.fullmatch(value.strip()):
+        raise ValueError(
+            "write the amount in ASCII digits with an optional decimal point, e.g. 30000.50"
+        )
+    return value
+
+
+Money = Annotated[
+    Decimal, BeforeValidator(_ascii_amount), Field(gt=0, max_digits=16, decimal_places=2)
+]
 
 
 class ScheduleInterview(CaseCommand):

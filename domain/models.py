@@ -159,6 +159,7 @@ class Subject(Model):
 
 
 ActingKey = Annotated[str, Field(min_length=1, max_length=64)]
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2100  # the years a command's moments may fall in
 
 
 class CaseCommand(Model):
@@ -176,6 +177,17 @@ class CaseCommand(Model):
         description="the API key that gave the command: set by the API, refused in a request",
         json_schema_extra={"readOnly": True},
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plausible_moment(cls, value: object) -> object:
+        """A moment in a command (an interview, a service, a payment, a detection) lies within
+        the years a case can run in: 9999 is a typing slip, never a date."""
+        if isinstance(value, datetime) and not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+            raise ValueError(
+                f"year {value.year} is outside {EARLIEST_YEAR}-{LATEST_YEAR}: check the date"
+            )
+        return value
 
 
 class OpenCaseInput(CaseCommand):

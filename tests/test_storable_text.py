@@ -10,10 +10,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.steps import StepActivities
+from domain.commands import RecordPayment
 from domain.models import Stage
 from domain.records import UNSTORABLE, StepRecord
 from tests.conftest import POLICIES, open_case_input
@@ -22,6 +24,7 @@ from tests.test_api_integration import api, case_body  # noqa: F401 (the fixture
 from tests.test_register_activities import audit_rows, opening, run_open, step
 
 pytestmark = pytest.mark.integration
+FULL_WIDTH_30000 = "\uff13\uff10\uff10\uff10\uff10"  # what an IME may type for 30000
 
 
 def fields(response: httpx.Response) -> list[str]:
@@ -87,3 +90,42 @@ async def test_a_step_the_database_refuses_fails_at_once_and_writes_nothing(
     # The case's next step still goes through.
     await ActivityEnvironment().run(StepActivities(pool, POLICIES).record_step, valid)
     assert len(await audit_rows(pool, opened.case_id)) == len(before) + 1
+
+
+@pytest.mark.parametrize(
+    ("fields_given", "field"),
+    [
+        ({"amount_yuan": FULL_WIDTH_30000, "paid_at": "2026-11-28T09:30:00+08:00"}, "amount_yuan"),
+        ({"amount_yuan": "1e5", "paid_at": "2026-11-28T09:30:00+08:00"}, "amount_yuan"),
+        ({"amount_yuan": "30000", "paid_at": "9999-11-28T09:30:00+08:00"}, "paid_at"),
+    ],
+)
+def test_amounts_in_ascii_digits_and_dates_within_the_years_a_case_runs(
+    fields_given: dict[str, str], field: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        RecordPayment.model_validate({"actor": "officer.li", **fields_given})
+    assert [error["loc"] for error in refused.value.errors()] == [(field,)]
+    paid = RecordPayment.model_validate(
+        {"actor": "officer.li", "amount_yuan": "30000.50", "paid_at": "2026-11-28T09:30:00+08:00"}
+    )
+    assert str(paid.amount_yuan) == "30000.50"
+
+
+async def test_an_interview_in_year_9999_is_422(api: httpx.AsyncClient) -> None:  # noqa: F811
+    case_id = (await api.post("/cases", json=case_body())).json()["case_id"]
+    await api.post(
+        f"/cases/{case_id}/filing-decision",
+        json={"actor": "officer.li", "decision": "filed", "reasons": "Evidence."},
+    )
+    response = await api.post(
+        f"/cases/{case_id}/interview/schedule",
+        json={
+            "actor": "officer.li",
+            "scheduled_for": "9999-12-01T10:00:00+08:00",
+            "place": "Room 3",
+            "reason": "Repeated violations",
+            "attendees_required": ["legal representative"],
+        },
+    )
+    assert fields(response) == ["scheduled_for"]
