@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.admission = Admission.from_settings(app.state.temporal, settings)
             app.state.intake = events.Intake(app.state.pool, settings)
             client, inbox = app.state.temporal, app.state.intake.inbox
-            app.state.detection_news = DetectionNews(
+            app.state.intake.news = DetectionNews(
                 client,
                 inbox,
                 settings.detection_signal_interval_s,
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("api ready", task_queue=settings.task_queue)
             yield
             await app.state.admission.close()
-            await app.state.detection_news.close()
+            await app.state.intake.news.close()
         finally:
             await app.state.pool.close()
 

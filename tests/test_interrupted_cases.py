@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from temporalio.worker import Worker
 
 from ops.cli import main
 from tests.conftest import new_case_id
+from tests.test_api_history import case_body
 from tests.test_api_integration import api_client
 
 pytestmark = pytest.mark.integration
@@ -32,22 +32,6 @@ INTERVIEW = {
     "reason": "unlawful collection of personal information",
     "attendees_required": ["person in charge"],
 }
-
-
-def case_body(case_id: str) -> dict[str, Any]:
-    return {
-        "case_id": case_id,
-        "subject": {
-            "kind": "app",
-            "name": "Chaofan Cleanup Manager",
-            "identifiers": {"app_package": f"com.t{uuid.uuid4().hex[:10]}.cleanup"},
-        },
-        "violation_category": "personal_information",
-        "legal_basis": "PIPL art. 66",
-        "severity": "serious",
-        "office": "shanghai",
-        "opened_by": "officer.chen",
-    }
 
 
 @pytest.fixture

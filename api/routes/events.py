@@ -32,6 +32,7 @@ from api.admission import Admission
 from api.auth import EVENT, EVENT_BATCH, AccessRoute
 from api.case_calls import stamped
 from api.deps import AdmissionControl, AppSettings, DbPool, TemporalClient
+from api.detection_news import DetectionNews
 from api.intake import DetectionInbox, Routed, Sighting, subject_key
 from api.problems import Problem, validation_problem
 from domain.case import CaseRun
@@ -119,6 +120,7 @@ class Intake:
     def __init__(self, pool: Any, settings: Settings) -> None:
         self.inbox = DetectionInbox(pool)
         self.policies: PolicySet = load_policies(settings.policies_dir)
+        self.news: DetectionNews | None = None  # set by the app's lifespan
         self._started: dict[str, float] = {}  # case id → when this process last ensured it
 
     def refusal(self, event: EventIn) -> Problem | None:
@@ -142,11 +144,7 @@ class Intake:
 
 
 def _intake(request: Request) -> Intake:
-    intake: Intake | None = getattr(request.app.state, "intake", None)
-    if intake is None:
-        intake = request.app.state.intake = Intake(
-            request.app.state.pool, request.app.state.settings
-        )
+    intake: Intake = request.app.state.intake  # made by the app's lifespan
     return intake
 
 
@@ -243,7 +241,6 @@ async def deliver(
     client: Client,
     settings: Settings,
     intake: Intake,
-    news: Any,
     event: EventIn,
     busy: Problem | None,
 ) -> EventReceipt:
@@ -251,14 +248,13 @@ async def deliver(
     one. `busy`: the 429 for a detection that would open a case (the worker is behind)."""
     refusal = intake.refusal(event)
     routed = await intake.inbox.record(_sighting(event, refusal, busy))
-    return await settle(client, settings, intake, news, event, routed, refusal or busy)
+    return await settle(client, settings, intake, event, routed, refusal or busy)
 
 
 async def settle(
     client: Client,
     settings: Settings,
     intake: Intake,
-    news: Any,
     event: EventIn,
     routed: Routed,
     not_now: Problem | None,
@@ -300,8 +296,8 @@ async def settle(
             "send it again: it counts once",
             headers={"Retry-After": "5"},
         ) from exc
-    if news is not None and routed.kind == "joined":
-        news.note(routed.case_id)
+    if intake.news is not None and routed.kind == "joined":
+        intake.news.note(routed.case_id)
     return _receipt(event, routed, routed.kind)
 
 
@@ -309,10 +305,6 @@ async def _busy(admission: Admission) -> Problem | None:
     """The 429 for detections that would open a case while the worker is behind, or None."""
     retry_after = await admission.retry_after()
     return None if retry_after is None else admission.refusal(retry_after)
-
-
-def _news(request: Request) -> Any:
-    return getattr(request.app.state, "detection_news", None)
 
 
 @router.post(
@@ -344,7 +336,6 @@ async def post_event(
         client,
         settings,
         intake,
-        _news(request),
         stamped(body, caller),
         await _busy(admission),
     )
@@ -372,7 +363,6 @@ async def post_events(
     a few at a time, so one batch never holds more than that many case starts."""
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
     busy = await _busy(admission)
-    news = _news(request)
     events: dict[int, tuple[EventIn, Problem | None]] = {}
     answers: dict[int, BatchItem] = {}
     for index, raw in enumerate(body.events):
@@ -394,7 +384,7 @@ async def post_events(
 
     async def one(index: int, event: EventIn, not_now: Problem | None, routed: Routed) -> None:
         try:
-            receipt = await settle(client, settings, intake, news, event, routed, not_now)
+            receipt = await settle(client, settings, intake, event, routed, not_now)
         except Problem as problem:
             answers[index] = BatchItem(
                 index=index, status=problem.status, problem=problem.document()
