@@ -26,6 +26,7 @@ from api.routes import (
     stats,
 )
 from wiring.db import create_pool
+from wiring.keys import load_keyring
 from wiring.settings import Settings, get_settings
 from wiring.temporal import connect_temporal
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.keyring = load_keyring(settings)
         app.state.pool = await create_pool(
             settings.require_database_url(),
             min_size=settings.db_pool_min_size,
@@ -46,17 +48,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         try:
             app.state.temporal = await connect_temporal(
-                settings.require_temporal_address(), settings.temporal_namespace, wait_seconds=30
+                settings.require_temporal_address(),
+                settings.temporal_namespace,
+                keyring=app.state.keyring,
+                wait_seconds=30,
             )
             app.state.admission = Admission.from_settings(app.state.temporal, settings)
-            app.state.intake = events.Intake(app.state.pool, settings)
-            client, inbox = app.state.temporal, app.state.intake.inbox
-            app.state.intake.news = DetectionNews(
+            intake = events.Intake(app.state.pool, settings, app.state.keyring)
+            client = app.state.temporal
+            intake.news = DetectionNews(
                 client,
-                inbox,
+                intake.inbox,
                 settings.detection_signal_interval_s,
-                heal=lambda case_id: events.heal_case(client, settings, inbox, case_id),
+                heal=lambda case_id: events.heal_case(client, settings, intake, case_id),
             )
+            app.state.intake = intake
             log.info("api ready", task_queue=settings.task_queue)
             yield
             await app.state.admission.close()

@@ -32,6 +32,7 @@ from domain.models import CaseCommand, case_workflow_id
 from domain.operator_models import CaseInterruption, InterruptedStatus
 from domain.records import UNSTORABLE
 from wiring.api_keys import ApiKey
+from wiring.codec import decrypt_with
 from wiring.settings import Settings
 from workflows.case import CASE_NOT_OPENED, COMMAND_REFUSED
 from workflows.operator import MarkCaseInterruptedWorkflow, interrupted_workflow_id
@@ -197,7 +198,7 @@ async def find_interruption(client: Client, case_id: str) -> CaseInterruption | 
     if status is None:
         return None
     run = client.get_workflow_handle(workflow_id, run_id=described.run_id)
-    detail, never_opened = await _how_it_ended(run)
+    detail, never_opened = await _how_it_ended(client, run)
     if never_opened:
         return None
     interruption = CaseInterruption(
@@ -212,14 +213,16 @@ async def find_interruption(client: Client, case_id: str) -> CaseInterruption | 
     return interruption
 
 
-async def _how_it_ended(run: WorkflowHandle[Any, Any]) -> tuple[str | None, bool]:
+async def _how_it_ended(
+    client: Client, run: WorkflowHandle[Any, Any]
+) -> tuple[str | None, bool]:
     """The run's close event: the reason or failure it ended with, and whether it is a case
     that never opened (its opening refused, e.g. an unknown category)."""
     try:
         async for event in run.fetch_history_events(
             event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
         ):
-            return _close_detail(event)
+            return _close_detail(decrypt_with(client.data_converter, event))
     except RPCError as exc:
         log.warning("case run's end not read", reason=exc.message)
     return None, False

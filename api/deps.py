@@ -1,4 +1,5 @@
-"""What routes receive: the Temporal client, the asyncpg pool, the settings and the admission."""
+"""What routes receive: the Temporal client, the asyncpg pool, the settings, the keys and the
+admission."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import Depends, Request
 from temporalio.client import Client
 
 from api.admission import Admission
+from wiring.keys import Keyring
 from wiring.settings import Settings
 
 
@@ -27,6 +29,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring
+    return keyring
+
+
 def _admission(request: Request) -> Admission:
     admission: Admission = request.app.state.admission
     return admission
@@ -41,5 +48,6 @@ async def admit_new_work(admission: Annotated[Admission, Depends(_admission)]) -
 TemporalClient = Annotated[Client, Depends(_client)]
 DbPool = Annotated[asyncpg.Pool, Depends(_pool)]
 AppSettings = Annotated[Settings, Depends(_settings)]
+Keys = Annotated[Keyring, Depends(_keyring)]
 AdmissionControl = Annotated[Admission, Depends(_admission)]
 Admitted = Annotated[None, Depends(admit_new_work)]

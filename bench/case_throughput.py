@@ -50,6 +50,7 @@ from domain.models import OpenCaseInput, case_workflow_id
 from domain.procedure import COMMAND_BY_NAME
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port
+from wiring.keys import Keyring
 from wiring.logs import configure_logging
 from wiring.migrate import migrate
 from wiring.search_attributes import ensure_search_attributes
@@ -57,6 +58,8 @@ from wiring.settings import REPO_ROOT
 from wiring.temporal import connect_temporal
 from worker.main import build_worker
 from workflows import search
+
+BENCH_KEYRING = Keyring.generate()  # the payload codec costs what it costs in production
 
 MAIN_PATH = (
     "decide_filing",
@@ -120,7 +123,9 @@ async def start_rectify(client: Client, task_queue: str, case_id: str) -> Workfl
         opened,
         id=case_workflow_id(case_id),
         task_queue=task_queue,
-        search_attributes=search.case_search_attributes(opened),
+        search_attributes=search.case_search_attributes(
+            opened, BENCH_KEYRING.subject_digests(opened.subject.identifiers)
+        ),
     )
 
 
@@ -295,7 +300,9 @@ async def main_async(args: argparse.Namespace) -> None:
             await prepare_database(dsn)
             temporal.start()
             stack.callback(temporal.stop)
-            client = await connect_temporal(temporal.address, wait_seconds=30)
+            client = await connect_temporal(
+                temporal.address, keyring=BENCH_KEYRING, wait_seconds=30
+            )
             await ensure_search_attributes(client, "default", search.ALL)
             pool = await create_pool(dsn, max_size=max(args.concurrency) + 8)
             stack.push_async_callback(pool.close)

@@ -77,6 +77,8 @@ import asyncpg
 import httpx
 import psutil
 
+from wiring.keys import Keyring, keyring_from_text
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from temporalio.client import Client
@@ -120,6 +122,16 @@ CREATE INDEX {table}_route_idx
 CREATE INDEX {table}_case_idx ON {table} (case_id, id);
 """
 PLAIN, PLAIN2, INDEXED = "bench_ingest_plain", "bench_ingest_plain2", "bench_ingest_indexed"
+
+
+def _bench_keyring() -> Keyring:
+    """The payload codec costs what it costs in production: fresh keys, or a parent's."""
+    if os.environ.get("PAYLOAD_KEYS") and os.environ.get("SUBJECT_HASH_KEY"):
+        return keyring_from_text(os.environ["PAYLOAD_KEYS"], os.environ["SUBJECT_HASH_KEY"])
+    return Keyring.generate()
+
+
+BENCH_KEYRING = _bench_keyring()
 
 
 def _insert(table: str) -> str:
@@ -644,7 +656,9 @@ async def bare_starts(
                 task_queue=task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=case_search_attributes(opened),
+                search_attributes=case_search_attributes(
+                    opened, BENCH_KEYRING.subject_digests(opened.subject.identifiers)
+                ),
             )
 
     started = time.perf_counter()
@@ -926,6 +940,7 @@ def process_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     env.update(PYTHONPATH=path, LOG_LEVEL="WARNING", LOG_FORMAT="json", **extra)
+    env.update(BENCH_KEYRING.env())  # the API, the worker and the bench share the codec's keys
     return env
 
 
@@ -937,12 +952,12 @@ async def measured(meter: Meter, arm: Awaitable[Any]) -> Any:
 
 
 async def main_async(args: argparse.Namespace) -> Results:
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
     from api.routes.events import BATCH_CONCURRENCY
     from domain.models import case_workflow_id
     from domain.procedure import COMMAND_BY_NAME
+    from wiring.codec import data_converter
     from wiring.db import create_pool
     from wiring.embedded import EmbeddedPostgres, ManagedProcess, free_port, temporal_cli
     from wiring.search_attributes import ensure_search_attributes
@@ -978,7 +993,7 @@ async def main_async(args: argparse.Namespace) -> Results:
             env = await WorkflowEnvironment.start_local(
                 dev_server_existing_path=temporal_cli(),
                 ui=False,
-                data_converter=pydantic_data_converter,
+                data_converter=data_converter(BENCH_KEYRING),
             )
             stack.push_async_callback(env.shutdown)
             client = env.client

@@ -46,6 +46,25 @@ THIS_FILE = str(Path(__file__).resolve())
 READY = "worker ready in "
 
 
+def tree_codec() -> tuple[Any, dict[str, Any]]:
+    """The converter of the tree measured, and what its `connect_temporal` takes: trees with
+    the payload codec encrypt with a fixed bench key (the worker child derives the same one)."""
+    import hashlib
+
+    try:
+        from wiring.codec import data_converter
+        from wiring.keys import Keyring
+    except ImportError:
+        from temporalio.contrib.pydantic import pydantic_data_converter
+
+        return pydantic_data_converter, {}
+    keyring = Keyring(
+        (("bench", hashlib.sha256(b"opening-cpu payload").digest()),),
+        hashlib.sha256(b"opening-cpu subject").digest(),
+    )
+    return data_converter(keyring), {"keyring": keyring}
+
+
 # --- The worker process ----------------------------------------------------------------------
 
 
@@ -73,7 +92,7 @@ async def run_worker(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        client = await connect_temporal(args.address, wait_seconds=30)
+        client = await connect_temporal(args.address, wait_seconds=30, **tree_codec()[1])
         async with build_worker(client, pool, args.task_queue, policies):
             print(f"{READY}{REPO_ROOT.resolve()}", flush=True)
             await stop.wait()
@@ -147,7 +166,9 @@ async def open_cases(
             registered = registrations.expect(opened.case_id)
             extra: dict[str, Any] = {}
             if case_search_attributes is not None:
-                extra["search_attributes"] = case_search_attributes(opened)
+                keys = tree_codec()[1].get("keyring")
+                digests = [keys.subject_digests(opened.subject.identifiers)] if keys else []
+                extra["search_attributes"] = case_search_attributes(opened, *digests)
             await client.start_workflow(
                 CaseWorkflow.run,
                 opened,
@@ -180,7 +201,6 @@ async def stop_child(child: asyncio.subprocess.Process) -> None:
 
 
 async def run_bench(args: argparse.Namespace, tree: str, log_path: str) -> dict[str, Any]:
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
     import workflows.case
@@ -203,7 +223,7 @@ async def run_bench(args: argparse.Namespace, tree: str, log_path: str) -> dict[
             env = await WorkflowEnvironment.start_local(
                 dev_server_existing_path=temporal_cli(),
                 ui=False,
-                data_converter=pydantic_data_converter,
+                data_converter=tree_codec()[0],
             )
             try:
                 client = env.client

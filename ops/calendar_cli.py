@@ -29,6 +29,7 @@ from activities.calendar import (
 )
 from activities.operator import OPEN_PROVISIONAL_WORKFLOWS
 from domain.commands import CalendarUpdated
+from wiring.keys import load_keyring
 from wiring.settings import Settings
 from wiring.temporal import connect_temporal
 from workflows.case import CaseWorkflow
@@ -51,7 +52,9 @@ async def notify_cases(dsn: str, settings: Settings, year: int) -> tuple[int, li
     if not workflow_ids:
         return 0, []
     client = await connect_temporal(
-        settings.require_temporal_address(), settings.temporal_namespace
+        settings.require_temporal_address(),
+        settings.temporal_namespace,
+        keyring=load_keyring(settings),
     )
     told, failures = 0, []
     for workflow_id in workflow_ids:

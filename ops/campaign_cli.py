@@ -19,6 +19,7 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from domain.models import Subject, SubjectIdentifiers
+from wiring.keys import load_keyring
 from wiring.settings import Settings
 from wiring.temporal import connect_temporal
 from workflows.campaign import (
@@ -92,12 +93,14 @@ def progress_bar(progress: CampaignProgress, width: int = 30) -> str:
 async def import_campaign(
     settings: Settings, campaign: CampaignInput, out: TextIO, poll_seconds: float = 0.5
 ) -> CampaignProgress:
+    keyring = load_keyring(settings)
     client = await connect_temporal(
-        settings.require_temporal_address(), settings.temporal_namespace
+        settings.require_temporal_address(), settings.temporal_namespace, keyring=keyring
     )
+    digests = [keyring.subject_digests(s.identifiers) for s in campaign.subjects]
     handle = await client.start_workflow(
         CampaignWorkflow.run,
-        campaign,
+        campaign.model_copy(update={"subject_digests": digests}),
         id=campaign_workflow_id(campaign.campaign_id),
         task_queue=settings.task_queue,
     )

@@ -33,6 +33,7 @@ from domain.case import CaseRun, CaseState, Continuation, OperatorOrder
 from domain.models import OpenCaseInput, Stage, case_workflow_id
 from domain.procedure import waits_for
 from wiring.db import create_pool
+from wiring.keys import load_keyring
 from wiring.settings import Settings
 from wiring.temporal import connect_temporal
 from workflows.case import CaseWorkflow
@@ -226,7 +227,8 @@ async def decide(
             raise Refused(
                 f"case {case_id} is closed (outcome: {row['outcome']}): nothing to {action}"
             )
-        client = await connect_temporal(address, settings.temporal_namespace)
+        keyring = load_keyring(settings)
+        client = await connect_temporal(address, settings.temporal_namespace, keyring=keyring)
         latest = await _latest_run(client, workflow_id)
         interrupted = _interruption(case_id, latest)
         state = _carried_state(row, action)
@@ -254,7 +256,9 @@ async def decide(
                 # one that closed, even if two operators decide at once.
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=case_search_attributes(opened),
+                search_attributes=case_search_attributes(
+                    opened, keyring.subject_digests(opened.subject.identifiers)
+                ),
             )
         except WorkflowAlreadyStartedError as exc:
             raise Refused(

@@ -16,6 +16,7 @@ from domain.case import CaseRun, CaseState, Receipt
 from domain.models import CaseResult, OpenCaseInput, case_workflow_id
 from domain.procedure import COMMANDS
 from tests.conftest import open_case_input
+from tests.keys import TEST_KEYRING
 from workflows.case import CaseWorkflow
 from workflows.search import case_search_attributes
 
@@ -142,7 +143,9 @@ async def open_case(
         CaseRun.of(opened, history_limit=history_limit),
         id=case_workflow_id(opened.case_id),
         task_queue=task_queue,
-        search_attributes=case_search_attributes(opened),
+        search_attributes=case_search_attributes(
+            opened, TEST_KEYRING.subject_digests(opened.subject.identifiers)
+        ),
     )
     case = Case(env, handle, pool)
     for _ in range(200):  # registered: the policy is loaded and the register row written

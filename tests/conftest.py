@@ -15,13 +15,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.calendar import seed_calendar
 from activities.policy import load_policies
 from domain.models import OpenCaseInput, Severity, Subject, SubjectIdentifiers
+from tests.keys import CONVERTER
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, free_port, temporal_cli
 from wiring.migrate import migrate
@@ -96,7 +96,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping test server per test (0.1 s to start): days pass in seconds, and every
     test's clock starts at today."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         test_server_existing_path=_test_server_path(),
     )
     # An undefined search attribute makes the workflow task fail in a loop: register first.
@@ -109,7 +109,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the `temporal` CLI), in memory."""
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         dev_server_existing_path=temporal_cli(),
         ui=False,
     )

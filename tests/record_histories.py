@@ -14,13 +14,13 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.calendar import seed_calendar
 from activities.policy import load_policies
 from tests.case_driver import SUPERVISOR, Case, open_case
 from tests.conftest import _test_server_path
+from tests.keys import CONVERTER
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, free_port
 from wiring.migrate import migrate
@@ -89,6 +89,8 @@ PATHS = {
     # The rectified path again, continued as new every few commands: one file per run, so the
     # runs that start from a carried state are replayed too.
     "continued": rectified,
+    # Recorded through the payload codec (every history since is): proves the Replayer decrypts.
+    "encrypted-rectified": rectified,
 }
 HISTORY_LIMITS = {"continued": 30}
 
@@ -102,7 +104,7 @@ async def record(dsn: str, names: list[str]) -> None:
         for name in names:
             drive = PATHS[name]
             env = await WorkflowEnvironment.start_time_skipping(
-                data_converter=pydantic_data_converter,
+                data_converter=CONVERTER,
                 test_server_existing_path=_test_server_path(),
             )
             try:

@@ -30,6 +30,7 @@ from domain.case import CaseRun
 from domain.commands import DetectionsArrived
 from domain.models import case_workflow_id
 from tests.conftest import new_case_id, open_case_input
+from tests.keys import TEST_KEYRING
 from tests.test_api_integration import api_client
 from workflows.case import CaseWorkflow
 from workflows.search import case_search_attributes
@@ -488,7 +489,9 @@ async def test_history_of_a_continued_case_follows_every_run_oldest_first(
         CaseRun.of(opened, history_limit=100),
         id=workflow_id,
         task_queue=task_queue,
-        search_attributes=case_search_attributes(opened),
+        search_attributes=case_search_attributes(
+            opened, TEST_KEYRING.subject_digests(opened.subject.identifiers)
+        ),
     )
     first_run = handle.result_run_id
     await post(api, f"/cases/{opened.case_id}/filing-decision", FULL_PATH[0][1])

@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from activities.calendar import seed_calendar
 from api.app import create_app
 from tests.conftest import MIGRATIONS, POLICIES
+from tests.keys import TEST_KEYRING
 from tests.test_api_integration import create_key
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedTemporal, free_port
@@ -72,7 +73,9 @@ class LiveApi:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         task_queue = f"schema-{uuid.uuid4().hex[:8]}"
         self.key = await create_key(self.pg_dsn, "admin")
-        client = await connect_temporal(self.temporal_address, wait_seconds=30)
+        client = await connect_temporal(
+            self.temporal_address, keyring=TEST_KEYRING, wait_seconds=30
+        )
         await ensure_search_attributes(client, "default", search.ALL)
         pool = await create_pool(self.pg_dsn)
         app = create_app(

@@ -22,7 +22,6 @@ from fastapi import FastAPI
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
@@ -32,6 +31,7 @@ from api.admission import Admission
 from api.app import create_app
 from domain.models import OpenCaseInput, Subject, case_workflow_id
 from tests.conftest import POLICIES, new_case_id
+from tests.keys import CONVERTER, TEST_KEYRING
 from tests.test_api_integration import case_body, create_key
 from wiring.backlog import Backlog, BacklogBound, measure_backlog
 from wiring.settings import Settings
@@ -227,9 +227,7 @@ async def test_concurrent_requests_share_one_measure(
 
 async def test_an_unmeasurable_backlog_admits(ts_env: WorkflowEnvironment) -> None:
     # The time-skipping server has no DescribeTaskQueue; nothing listens on port 1.
-    unreachable = await Client.connect(
-        "127.0.0.1:1", data_converter=pydantic_data_converter, lazy=True
-    )
+    unreachable = await Client.connect("127.0.0.1:1", data_converter=CONVERTER, lazy=True)
     for client in (ts_env.client, unreachable):
         admission = Admission(client, "any-queue", BacklogBound(1, 1.0), refresh_s=5.0)
         assert await admission.retry_after() is None
@@ -348,7 +346,9 @@ class CampaignBeforePacing:
             opened,
             id=case_workflow_id(case_id),
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-            search_attributes=case_search_attributes(opened),
+            search_attributes=case_search_attributes(
+                opened, TEST_KEYRING.subject_digests(opened.subject.identifiers)
+            ),
         )
 
 
@@ -370,7 +370,7 @@ async def test_a_campaign_started_before_pacing_replays_on_todays_code(
     history = await handle.fetch_history()
     replayer = Replayer(
         workflows=[CampaignWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         workflow_runner=workflow_runner(),
     )
     assert (await replayer.replay_workflow(history)).replay_failure is None
@@ -379,7 +379,7 @@ async def test_a_campaign_started_before_pacing_replays_on_todays_code(
     monkeypatch.setattr(workflow, "patched", lambda patch_id: True)
     unguarded = Replayer(
         workflows=[CampaignWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         workflow_runner=UnsandboxedWorkflowRunner(),  # sees the patched-out `patched`
     )
     with pytest.raises(workflow.NondeterminismError):

@@ -27,6 +27,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
+from tests.keys import TEST_KEYRING
 from wiring.embedded import free_port
 from wiring.settings import REPO_ROOT
 from wiring.temporal import connect_temporal
@@ -137,7 +138,7 @@ def post(stack: Stack, path: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def timer_pending(address: str, workflow_id: str) -> bool:
-    client = await connect_temporal(address)
+    client = await connect_temporal(address, keyring=TEST_KEYRING)
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     kinds = [event.event_type for event in history.events]
     return (

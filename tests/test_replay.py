@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.keys import CONVERTER
 from worker.main import workflow_runner
 from workflows.case import CaseWorkflow
 
@@ -36,11 +36,21 @@ def test_continued_runs_are_recorded() -> None:
     assert len(continued) >= 2, "record them: python -m tests.record_histories continued"
 
 
+def test_a_recorded_history_is_encrypted() -> None:
+    """Histories recorded since the payload codec hold only ciphertext: the Replayer decrypts
+    them with the suite's keys (the older ones, recorded in plain JSON, pass through)."""
+    encrypted = [path for path in HISTORIES if '"encryption-key-id"' in path.read_text()]
+    assert encrypted, "record one: python -m tests.record_histories encrypted-rectified"
+    for path in encrypted:
+        text = path.read_text()
+        assert "json/plain" not in text, f"{path.name} holds a plaintext payload"
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(
         workflows=[CaseWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         workflow_runner=workflow_runner(),  # the worker's own sandbox settings
     )
     result = await replayer.replay_workflow(load(path))
@@ -57,6 +67,6 @@ class ReorderedCaseWorkflow:
 
 
 async def test_unguarded_change_fails_replay() -> None:
-    replayer = Replayer(workflows=[ReorderedCaseWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[ReorderedCaseWorkflow], data_converter=CONVERTER)
     with pytest.raises(workflow.NondeterminismError):
         await replayer.replay_workflow(load(HISTORIES[0]))

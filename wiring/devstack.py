@@ -20,6 +20,7 @@ from types import FrameType
 import structlog
 
 from wiring.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess
+from wiring.keys import Keyring, load_keyring
 from wiring.migrate import migrate
 from wiring.settings import Settings
 from wiring.temporal import connect_temporal
@@ -60,6 +61,7 @@ class DevStack:
             TEMPORAL_ADDRESS=temporal_address,
             TEMPORAL_NAMESPACE=self.settings.temporal_namespace,
             TASK_QUEUE=self.settings.task_queue,
+            DATA_DIR=str(self.settings.data_dir),
             API_HOST=self.settings.api_host,
             API_PORT=str(self.settings.api_port),
             LOG_FORMAT=self.settings.log_format,
@@ -94,7 +96,10 @@ class DevStack:
             temporal_address = temporal.start()
             ui_url = ui_url or temporal.ui_url
             log.info("Temporal dev server started", address=temporal_address, ui=ui_url)
-        asyncio.run(_wait_temporal(temporal_address, s.temporal_namespace))
+        # The keys first: the worker and the API read the same ones (DATA_DIR/keys.json unless
+        # PAYLOAD_KEYS and SUBJECT_HASH_KEY are set).
+        keyring = load_keyring(s)
+        asyncio.run(_wait_temporal(temporal_address, s.temporal_namespace, keyring))
 
         env = self._child_env(database_url, temporal_address, ui_url)
         for name, module in (("worker", "worker"), ("api", "api")):
@@ -152,8 +157,8 @@ def _browser_host(host: str) -> str:
     return "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
 
 
-async def _wait_temporal(address: str, namespace: str) -> None:
-    client = await connect_temporal(address, namespace, wait_seconds=60)
+async def _wait_temporal(address: str, namespace: str, keyring: Keyring) -> None:
+    client = await connect_temporal(address, namespace, keyring=keyring, wait_seconds=60)
     deadline = asyncio.get_running_loop().time() + 60
     while not await client.service_client.check_health():
         if asyncio.get_running_loop().time() > deadline:

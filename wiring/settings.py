@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PostgresDsn, model_validator
+from pydantic import Field, PostgresDsn, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +92,27 @@ class Settings(BaseSettings):
     db_command_timeout_s: float = Field(
         10.0, gt=0, le=600, description="the longest any one database statement may run"
     )
+    db_acquire_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="the longest a request waits for a pooled connection"
+    )
+
+    # Personal data at rest (wiring/keys.py, wiring/codec.py).
+    payload_keys: SecretStr | None = Field(
+        None,
+        description="AES-256 keys of the payload codec, `id:base64-of-32-bytes,...`: the first"
+        " encrypts, every one decrypts (rotation). Unset in development: generated once into"
+        " DATA_DIR/keys.json",
+    )
+    subject_hash_key: SecretStr | None = Field(
+        None,
+        description="the key (base64, at least 32 bytes) of the subject search attribute's HMAC."
+        " Unset in development: generated once into DATA_DIR/keys.json",
+    )
+    codec_cors_origins: str = Field(
+        "",
+        description="comma-separated origins (the Temporal Web UI's) allowed to call /codec;"
+        " `rectify run` adds the embedded UI's",
+    )
 
     @model_validator(mode="after")
     def _production_names_its_servers(self) -> Settings:
@@ -101,13 +122,15 @@ class Settings(BaseSettings):
                 for name, value in (
                     ("DATABASE_URL", self.database_url),
                     ("TEMPORAL_ADDRESS", self.temporal_address),
+                    ("PAYLOAD_KEYS", self.payload_keys),
+                    ("SUBJECT_HASH_KEY", self.subject_hash_key),
                 )
                 if not value
             ]
             if missing:
                 raise ValueError(
                     f"RECTIFY_ENV=production needs {', '.join(missing)}: "
-                    "the embedded servers are for development only"
+                    "the embedded servers and generated keys are for development only"
                 )
         # PostgresDsn also takes driver schemes (postgresql+psycopg://); asyncpg takes neither.
         if self.database_url is not None and self.database_url.scheme not in (

@@ -1,25 +1,27 @@
-"""The Temporal client every process uses: always with the pydantic data converter."""
+"""The Temporal client every process uses: the pydantic data converter with the payload codec."""
 
 from __future__ import annotations
 
 import asyncio
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
+
+from wiring.codec import data_converter
+from wiring.keys import Keyring
 
 
 async def connect_temporal(
-    address: str, namespace: str = "default", *, wait_seconds: float = 0.0
+    address: str, namespace: str = "default", *, keyring: Keyring, wait_seconds: float = 0.0
 ) -> Client:
-    """Connect with the pydantic converter, retrying for up to `wait_seconds` while it starts."""
+    """Connect with Rectify's converter (wiring/codec.py), retrying for up to `wait_seconds`
+    while the server starts."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
+    converter = data_converter(keyring)
     while True:
         try:
-            return await Client.connect(
-                address, namespace=namespace, data_converter=pydantic_data_converter
-            )
+            return await Client.connect(address, namespace=namespace, data_converter=converter)
         except (RuntimeError, RPCError):
             if loop.time() >= deadline:
                 raise

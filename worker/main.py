@@ -21,6 +21,7 @@ from activities.policy import PolicyFileError, PolicySet, load_policies
 from activities.steps import StepActivities
 from wiring.backlog import BacklogBound
 from wiring.db import create_pool
+from wiring.keys import load_keyring
 from wiring.logs import configure_logging
 from wiring.search_attributes import ensure_search_attributes
 from wiring.settings import Settings, get_settings
@@ -107,7 +108,10 @@ async def run_worker(settings: Settings) -> None:
     )
     try:
         client = await connect_temporal(
-            settings.require_temporal_address(), settings.temporal_namespace, wait_seconds=30
+            settings.require_temporal_address(),
+            settings.temporal_namespace,
+            keyring=load_keyring(settings),
+            wait_seconds=30,
         )
         await ensure_search_attributes(client, settings.temporal_namespace, search.ALL)
         worker = build_worker(

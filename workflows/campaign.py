@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
@@ -64,6 +64,21 @@ class CampaignInput(Model):
     concurrency: int = Field(20, ge=1, le=100, description="case starts in flight at once")
     pause_seconds: float = Field(1.0, ge=0, le=60, description="pause between waves of starts")
     acting_key: str | None = Field(None, description="the API key that opened the campaign")
+    subject_digests: list[list[str]] | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="per subject, the keyed hashes of its identifiers for the search attribute"
+        " (wiring/keys.py): whoever starts the campaign computes them, the workflow cannot",
+    )
+
+    @model_validator(mode="after")
+    def _a_digest_list_per_subject(self) -> CampaignInput:
+        if self.subject_digests is not None and len(self.subject_digests) != len(self.subjects):
+            raise ValueError(
+                f"subject_digests: {len(self.subject_digests)} lists for"
+                f" {len(self.subjects)} subjects"
+            )
+        return self
 
 
 class CampaignProgress(Model):
@@ -81,6 +96,8 @@ class CampaignProgress(Model):
 class CampaignWorkflow:
     @workflow.init
     def __init__(self, campaign: CampaignInput) -> None:
+        # Campaigns started before the digests existed start their cases without the attribute.
+        self._digests = campaign.subject_digests or []
         self._progress = CampaignProgress(
             campaign_id=campaign.campaign_id, title=campaign.title, total=len(campaign.subjects)
         )
@@ -140,7 +157,9 @@ class CampaignWorkflow:
                 CaseRun.of(opened),
                 id=case_workflow_id(case_id),
                 parent_close_policy=ParentClosePolicy.ABANDON,
-                search_attributes=case_search_attributes(opened),
+                search_attributes=case_search_attributes(
+                    opened, self._digests[number - 1] if self._digests else ()
+                ),
             )
             self._progress.started += 1
         except WorkflowAlreadyStartedError:

@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import problems
 from api.auth import CAMPAIGN_OPENING, CAMPAIGN_READING, AccessRoute
 from api.case_calls import answer_within
-from api.deps import Admitted, AppSettings, DbPool, TemporalClient
+from api.deps import Admitted, AppSettings, DbPool, Keys, TemporalClient
 from api.problems import Problem
 from domain.models import Actor, CaseId, NonEmpty, Severity, Subject
 from wiring.api_keys import ApiKey
@@ -82,6 +82,7 @@ async def open_campaign(
     body: CampaignRequest,
     client: TemporalClient,
     settings: AppSettings,
+    keyring: Keys,
     response: Response,
     caller: Annotated[ApiKey, Depends(CAMPAIGN_OPENING)],
     _admitted: Admitted,  # after the access rule: 401/403 first, then 429 while behind
@@ -89,7 +90,12 @@ async def open_campaign(
     """Start the campaign: its cases open in paced waves; follow them at GET /campaigns/{id}."""
     campaign_id = body.campaign_id or f"CP-{datetime.now(UTC):%Y%m%d}-{uuid.uuid4().hex[:8]}"
     campaign = CampaignInput.model_validate(
-        body.model_dump() | {"campaign_id": campaign_id, "acting_key": caller.prefix}
+        body.model_dump()
+        | {
+            "campaign_id": campaign_id,
+            "acting_key": caller.prefix,
+            "subject_digests": [keyring.subject_digests(s.identifiers) for s in body.subjects],
+        }
     )
     try:
         await client.start_workflow(

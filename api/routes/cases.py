@@ -24,7 +24,7 @@ from api import problems
 from api.auth import CASE_OPENING, CASE_READING, AccessRoute
 from api.case_calls import bind_case, find_interruption, not_answering, stamped
 from api.case_records import CaseRecords
-from api.deps import Admitted, AppSettings, DbPool, TemporalClient
+from api.deps import Admitted, AppSettings, DbPool, Keys, TemporalClient
 from api.intake import DetectionInbox
 from api.problems import Problem
 from api.read_models import Interruption
@@ -54,6 +54,7 @@ async def open_case(
     body: OpenCaseRequest,
     client: TemporalClient,
     settings: AppSettings,
+    keyring: Keys,
     response: Response,
     caller: Annotated[ApiKey, Depends(CASE_OPENING)],
     _admitted: Admitted,  # after the access rule: 401/403 first, then 429 while behind
@@ -71,7 +72,9 @@ async def open_case(
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=case_search_attributes(opened),
+            search_attributes=case_search_attributes(
+                opened, keyring.subject_digests(opened.subject.identifiers)
+            ),
         )
     except WorkflowAlreadyStartedError as exc:
         raise Problem(

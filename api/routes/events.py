@@ -40,6 +40,7 @@ from domain.commands import CaseEvent, EventReceipt, opened_by_event
 from domain.models import NonEmpty, OpenCaseInput, Severity, Subject, case_workflow_id
 from domain.policy import unknown_category
 from wiring.api_keys import ApiKey
+from wiring.keys import Keyring
 from wiring.policy_files import PolicyNotFound, PolicySet, load_policies, local_date
 from wiring.settings import Settings
 from workflows.case import CaseWorkflow
@@ -117,8 +118,9 @@ class Intake:
     refuse a category no policy knows before it would open a case that cannot open), and the
     throttle on healing starts."""
 
-    def __init__(self, pool: Any, settings: Settings) -> None:
+    def __init__(self, pool: Any, settings: Settings, keyring: Keyring) -> None:
         self.inbox = DetectionInbox(pool)
+        self.keyring = keyring  # the subject digests of the cases it starts
         self.policies: PolicySet = load_policies(settings.policies_dir)
         self.news: DetectionNews | None = None  # set by the app's lifespan
         self._started: dict[str, float] = {}  # case id → when this process last ensured it
@@ -164,7 +166,9 @@ def _opening(event: EventIn, case_id: str) -> OpenCaseInput:
     )
 
 
-async def start_case(client: Client, settings: Settings, opened: OpenCaseInput) -> None:
+async def start_case(
+    client: Client, settings: Settings, keyring: Keyring, opened: OpenCaseInput
+) -> None:
     """Start the case's workflow; one already running for it is fine (a healing start)."""
     with contextlib.suppress(WorkflowAlreadyStartedError):
         # A run that ended: the next detection finds it in the register.
@@ -176,21 +180,21 @@ async def start_case(client: Client, settings: Settings, opened: OpenCaseInput) 
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A case id opens one case: a run that ended is never started again from here.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=case_search_attributes(opened),
+            search_attributes=case_search_attributes(
+                opened, keyring.subject_digests(opened.subject.identifiers)
+            ),
         )
 
 
-async def heal_case(
-    client: Client, settings: Settings, inbox: DetectionInbox, case_id: str
-) -> None:
+async def heal_case(client: Client, settings: Settings, intake: Intake, case_id: str) -> None:
     """Start the case of recorded detections whose workflow never started (its opener's request
     died between recording and starting), from its opening detection."""
-    stored = await inbox.opener(case_id)
+    stored = await intake.inbox.opener(case_id)
     if stored is None:
         return
     opener = EventIn.model_validate(stored)
     log.warning("starting a case whose opening detection never started it", case_id=case_id)
-    await start_case(client, settings, _opening(opener, case_id))
+    await start_case(client, settings, intake.keyring, _opening(opener, case_id))
 
 
 def _receipt(event: EventIn, routed: Routed, result: str) -> EventReceipt:
@@ -276,7 +280,7 @@ async def settle(
         raise not_now
     try:
         if routed.kind == "opened":
-            await start_case(client, settings, _opening(event, routed.case_id))
+            await start_case(client, settings, intake.keyring, _opening(event, routed.case_id))
             log.info("case opened by a detection", case_id=routed.case_id)
         elif (
             routed.kind == "duplicate"
@@ -286,7 +290,7 @@ async def settle(
             # A retry of a detection whose case is not registered yet: its opener's request
             # may have died before the start. Starting again is harmless (a running case is
             # kept).
-            await heal_case(client, settings, intake.inbox, routed.case_id)
+            await heal_case(client, settings, intake, routed.case_id)
     except RPCError as exc:
         log.warning("case start failed", case_id=routed.case_id, error=exc.message)
         raise Problem(

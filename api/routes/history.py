@@ -30,6 +30,7 @@ from api.timeline import (
     workflow_status,
 )
 from domain.models import case_workflow_id
+from wiring.codec import decrypt_with
 from wiring.temporal import workflow_ui_url
 
 router = APIRouter(prefix="/cases", tags=["cases"], route_class=AccessRoute)
@@ -87,6 +88,8 @@ async def _runs(
             if exc.status != RPCStatusCode.NOT_FOUND or not runs:
                 raise
             return runs[::-1], f"runs before {runs[-1][0]} are no longer in Temporal"
+        for event in history.events:
+            decrypt_with(client.data_converter, event)
         runs.append((run_id, history))
         first = history.events[0]
         run_id = first.workflow_execution_started_event_attributes.continued_execution_run_id
