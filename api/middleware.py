@@ -2,10 +2,16 @@
 
 A pure ASGI middleware (not `BaseHTTPMiddleware`) so the route runs in the same context and the
 `case_id` / `workflow_id` a route binds also appear on the closing "request handled" line.
+
+It is also where an unhandled exception ends: answered 500 (a problem document) and logged once,
+as that request's closing line ("request failed", with its traceback), instead of going on to
+Starlette's ServerErrorMiddleware, which re-raises it to uvicorn: uvicorn would log it a second
+time and close the client's keep-alive connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from urllib.parse import parse_qsl
@@ -13,7 +19,7 @@ from urllib.parse import parse_qsl
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import Problem
+from api.problems import Problem, internal_error
 from domain.models import NUL_REFUSED
 
 log = structlog.get_logger(__name__)
@@ -35,10 +41,13 @@ class RequestContextMiddleware:
             request_id=request_id, method=scope["method"], path=scope["path"]
         )
 
+        started = time.perf_counter()
+        responded = False  # a response has started: too late to answer 500
+
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *message["headers"],
@@ -46,19 +55,32 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
-        started = time.perf_counter()
+        failure: Exception | None = None
         try:
             unstorable = _nul_in_url(scope)
             if unstorable is not None:
                 await unstorable.response()(scope, receive, send_with_request_id)
                 return
             await self.app(scope, receive, send_with_request_id)
+        except Exception as exc:
+            failure = exc
+            if responded:  # half a response went out: only closing the connection ends it
+                raise
+            status = 500
+            with contextlib.suppress(OSError):  # the client went away meanwhile
+                await internal_error().response()(scope, receive, send_with_request_id)
         finally:
-            log.info(
-                "request handled",
-                status=status,
-                ms=round((time.perf_counter() - started) * 1000, 1),
-            )
+            ms = round((time.perf_counter() - started) * 1000, 1)
+            if failure is None:
+                log.info("request handled", status=status, ms=ms)
+            else:
+                log.error(
+                    "request failed",
+                    status=status,
+                    ms=ms,
+                    error=type(failure).__name__,
+                    exc_info=failure,
+                )
             structlog.contextvars.clear_contextvars()
 
 

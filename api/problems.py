@@ -7,6 +7,7 @@ in a batch answer (`Problem.document()`). `responses(...)` documents them in Ope
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -18,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wiring.db import PoolAcquireTimeout
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://rectify.invalid/problems/"
@@ -121,7 +124,8 @@ def responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any
 
 
 # What a database outage raises: connection refused or lost, the server shutting down or not
-# accepting connections yet, a statement over its timeout, a pool acquire over its timeout.
+# accepting connections yet, no pooled connection within the acquire timeout. A statement over
+# its timeout raises a bare TimeoutError: `database_timeout` tells it from other timeouts.
 DB_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
@@ -129,9 +133,38 @@ DB_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.TooManyConnectionsError,
     ConnectionError,
-    TimeoutError,
+    PoolAcquireTimeout,
 )
 DB_RETRY_AFTER_S = 5
+
+
+def database_timeout(exc: BaseException) -> bool:
+    """A timeout of the database: a pool acquire's, or one raised inside asyncpg (a statement
+    over `command_timeout`, a connection not opened in time), not some other timeout."""
+    if isinstance(exc, PoolAcquireTimeout):
+        return True
+    if not isinstance(exc, TimeoutError):
+        return False
+    return any(
+        str(frame.f_globals.get("__name__", "")).startswith("asyncpg.")
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
+def internal_error() -> Problem:
+    """The 500 for an unhandled exception (logged once, with the request id, by
+    api/middleware.py: the answer names nothing of it)."""
+    return Problem(500, "internal-error", "an internal error occurred; it was logged")
+
+
+def database_unavailable() -> Problem:
+    return Problem(
+        503,
+        "database-unavailable",
+        "the database is not answering; nothing was done: send the request again"
+        f" in {DB_RETRY_AFTER_S} s",
+        headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -152,20 +185,20 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         # Logged once, by class only: the message may carry a DSN or a query's values.
         log.warning("database unavailable", error=type(exc).__name__)
-        return Problem(
-            503,
-            "database-unavailable",
-            "the database is not answering; nothing was done: send the request again"
-            f" in {DB_RETRY_AFTER_S} s",
-            headers={"Retry-After": str(DB_RETRY_AFTER_S)},
-        ).response()
+        return database_unavailable().response()
 
     for unavailable in DB_UNAVAILABLE:
         app.add_exception_handler(unavailable, _unavailable)
 
+    @app.exception_handler(TimeoutError)
+    async def _timeout(request: Request, exc: TimeoutError) -> JSONResponse:
+        if database_timeout(exc):
+            return await _unavailable(request, exc)
+        raise exc  # not the database's: unhandled, a 500 (api/middleware.py)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return Problem(
-            500, "internal-error", "an internal error occurred; it was logged"
-        ).response()
+        # Reached only by an exception RequestContextMiddleware did not answer (raised outside
+        # it, or after a response had started): Starlette then re-raises it to uvicorn, which
+        # logs it, so it is not logged here.
+        return internal_error().response()

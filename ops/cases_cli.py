@@ -218,7 +218,9 @@ async def decide(
     dsn = settings.require_database_url()
     address = settings.require_temporal_address()
     workflow_id = case_workflow_id(case_id)
-    pool = await create_pool(dsn, min_size=1, max_size=2)
+    pool = await create_pool(
+        dsn, min_size=1, max_size=2, acquire_timeout_s=settings.db_acquire_timeout_s
+    )
     try:
         row = await pool.fetchrow(REGISTER_ROW, case_id)
         if row is None:

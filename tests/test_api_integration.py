@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 from api.app import create_app
 from tests.conftest import MIGRATIONS, new_case_id
 from wiring.api_keys import ApiKeyRepository, KeySpec
-from wiring.logs import configure_logging
+from wiring.logs import configure_logging, flush_logs
 from wiring.migrate import migrate
 from wiring.settings import Settings
 
@@ -392,6 +392,7 @@ async def test_log_lines_carry_case_and_workflow_ids(
         await post(api, "/cases", case_body(case_id), 201)
         await post(api, f"/cases/{case_id}/filing-decision", FILING, 200)
     finally:
+        flush_logs()  # lines are written off the event loop
         lines = capsys.readouterr().err.splitlines()
         configure_logging("console", "INFO", stream=sys.__stderr__)
     events = [json.loads(line) for line in lines if line.startswith("{")]

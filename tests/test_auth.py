@@ -34,7 +34,7 @@ from ops.keys_cli import DEV_KEYS_FILE, dev_keys_banner, ensure_dev_keys
 from tests.conftest import new_case_id
 from tests.test_api_integration import create_key
 from wiring.api_keys import ApiKeyRepository, InvalidKeySpec, KeySpec
-from wiring.logs import configure_logging
+from wiring.logs import configure_logging, flush_logs
 from wiring.settings import Settings
 
 RUN = uuid.uuid4().hex[:8]
@@ -471,6 +471,7 @@ async def test_log_lines_name_the_key_and_its_role(
         case_id = await opened_case(api, keys)
         assert (await api.get(f"/cases/{case_id}", headers=as_(keys["officer"]))).status_code == 200
     finally:
+        flush_logs()  # lines are written off the event loop
         lines = capsys.readouterr().err.splitlines()
         configure_logging("console", "INFO", stream=sys.__stderr__)
     events = [json.loads(line) for line in lines if line.startswith("{")]

@@ -17,7 +17,7 @@ from tests.test_api_events import event
 from tests.test_api_integration import api_client
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, free_port
-from wiring.logs import configure_logging
+from wiring.logs import configure_logging, flush_logs
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +58,7 @@ def test_console_tracebacks_carry_no_local_variables() -> None:
             fails()
         except ValueError:
             structlog.get_logger("test").exception("step failed")
+        flush_logs()  # written on the logging thread
         text = out.getvalue()
         assert "Traceback" in text and "ValueError: bad subject (21 characters)" in text
         assert "13800000000" not in text

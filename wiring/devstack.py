@@ -3,6 +3,10 @@
 PostgreSQL and the Temporal dev server start embedded unless DATABASE_URL / TEMPORAL_ADDRESS
 name servers; then migrations, the worker and the API. Ctrl-C (or SIGTERM) stops every child in
 reverse order; a child that dies on its own stops the stack with a non-zero exit.
+
+The data directory (DATA_DIR, `.data/`) is private: 0700, every file in it 0600, made so at
+each start (wiring/embedded.py). The embedded Web UI decodes payloads through the API's /codec,
+which lets the UI's origins call it (CODEC_CORS_ORIGINS).
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ from types import FrameType
 
 import structlog
 
-from wiring.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess
+from wiring.embedded import (
+    EmbeddedPostgres,
+    EmbeddedTemporal,
+    ManagedProcess,
+    make_private,
+    private_dir,
+)
 from wiring.keys import Keyring, load_keyring
 from wiring.migrate import migrate
 from wiring.settings import Settings
@@ -53,7 +63,11 @@ class DevStack:
         self.servers: list[EmbeddedPostgres | EmbeddedTemporal] = []
 
     def _child_env(
-        self, database_url: str, temporal_address: str, ui_url: str | None
+        self,
+        database_url: str,
+        temporal_address: str,
+        ui_url: str | None,
+        ui_origins: list[str] | None = None,
     ) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
@@ -66,6 +80,9 @@ class DevStack:
             API_PORT=str(self.settings.api_port),
             LOG_FORMAT=self.settings.log_format,
             LOG_LEVEL=self.settings.log_level,
+            CODEC_CORS_ORIGINS=codec_cors_origins(
+                self.settings.codec_cors_origins, ui_origins or []
+            ),
         )
         if ui_url:
             env["TEMPORAL_UI_URL"] = ui_url
@@ -73,7 +90,7 @@ class DevStack:
 
     def start(self) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(private_dir(s.data_dir))  # and fix what an older version left readable
         database_url = str(s.database_url) if s.database_url else None
         if not database_url:
             pg = EmbeddedPostgres(s.data_dir / "postgres", s.embedded_postgres_port)
@@ -88,20 +105,25 @@ class DevStack:
             extra = result if isinstance(result, Banner) else extra
 
         temporal_address, ui_url = s.temporal_address, s.temporal_ui_url
+        ui_origins: list[str] = []
         if not temporal_address:
             temporal = EmbeddedTemporal(
-                s.data_dir / "temporal.db", s.embedded_temporal_port, s.embedded_temporal_ui_port
+                s.data_dir / "temporal.db",
+                s.embedded_temporal_port,
+                s.embedded_temporal_ui_port,
+                ui_codec_endpoint=f"http://{_browser_host(s.api_host)}:{s.api_port}/codec",
             )
             self.servers.append(temporal)
             temporal_address = temporal.start()
             ui_url = ui_url or temporal.ui_url
+            ui_origins = temporal.ui_origins
             log.info("Temporal dev server started", address=temporal_address, ui=ui_url)
         # The keys first: the worker and the API read the same ones (DATA_DIR/keys.json unless
         # PAYLOAD_KEYS and SUBJECT_HASH_KEY are set).
         keyring = load_keyring(s)
         asyncio.run(_wait_temporal(temporal_address, s.temporal_namespace, keyring))
 
-        env = self._child_env(database_url, temporal_address, ui_url)
+        env = self._child_env(database_url, temporal_address, ui_url, ui_origins)
         for name, module in (("worker", "worker"), ("api", "api")):
             process = ManagedProcess(name, [sys.executable, "-m", module], env=env)
             process.start()
@@ -155,6 +177,13 @@ class DevStack:
 
 def _browser_host(host: str) -> str:
     return "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
+
+
+def codec_cors_origins(configured: str, embedded_ui: list[str]) -> str:
+    """CODEC_CORS_ORIGINS for the children: the configured origins, then the embedded Web UI's,
+    each once."""
+    origins = [o.strip() for o in configured.split(",") if o.strip()]
+    return ",".join(dict.fromkeys([*origins, *embedded_ui]))
 
 
 async def _wait_temporal(address: str, namespace: str, keyring: Keyring) -> None:

@@ -105,6 +105,7 @@ async def run_worker(settings: Settings) -> None:
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         command_timeout_s=settings.db_command_timeout_s,
+        acquire_timeout_s=settings.db_acquire_timeout_s,
     )
     try:
         client = await connect_temporal(
