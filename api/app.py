@@ -16,6 +16,7 @@ from api.problems import install_problem_handlers
 from api.routes import (
     campaigns,
     cases,
+    codec,
     commands,
     detections,
     events,
@@ -25,6 +26,7 @@ from api.routes import (
     registry,
     stats,
 )
+from wiring.codec import EncryptionCodec
 from wiring.db import create_pool
 from wiring.keys import load_keyring
 from wiring.settings import Settings, get_settings
@@ -40,11 +42,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.keyring = load_keyring(settings)
+        app.state.codec = EncryptionCodec(app.state.keyring)
         app.state.pool = await create_pool(
             settings.require_database_url(),
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             command_timeout_s=settings.db_command_timeout_s,
+            acquire_timeout_s=settings.db_acquire_timeout_s,
         )
         try:
             app.state.temporal = await connect_temporal(
@@ -90,5 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(campaigns.router)
     app.include_router(stats.router)
     app.include_router(operator.router)
+    app.include_router(codec.router)
+    origins = [o.strip() for o in settings.codec_cors_origins.split(",") if o.strip()]
+    app.add_middleware(codec.CodecCors, origins=origins)  # outermost: answers preflights
     check_access_rules(app)  # every route states who may call it
     return app

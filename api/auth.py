@@ -31,6 +31,8 @@ and is the operators' way in when a case must be moved by hand — its key is au
 | GET /stats | supervisor | the `office` query parameter |
 | POST /cases/{id}/<command> | its row's `role` (officer; supervisor: decisions) | the case's |
 | /calendar/{year}, /policy | admin only | — |
+| POST /codec/encode, /codec/decode, /codec/session | supervisor (key or sign-in cookie) | — |
+| GET /codec, DELETE /codec/session | anyone, no key (sign-in page, sign-out) | — |
 
 "Whose office counts" applies to keys that have an office: always for enforcement-system and
 officer keys, and for a supervisor or admin key created with one; a supervisor or admin key
@@ -67,6 +69,8 @@ __all__ = [
     "CAMPAIGN_READING",
     "CASE_OPENING",
     "CASE_READING",
+    "CODEC",
+    "CODEC_COOKIE",
     "EVENT",
     "EVENT_BATCH",
     "NO_KEY",
@@ -109,8 +113,13 @@ class Rule:
 
     open = False
 
-    def __init__(self, *roles: Role, office: OfficeFrom = OfficeFrom.NOTHING) -> None:
+    def __init__(
+        self, *roles: Role, office: OfficeFrom = OfficeFrom.NOTHING, cookie: str | None = None
+    ) -> None:
         self.roles, self.office = frozenset(roles), office
+        # The name of a cookie that may carry the key instead of a header (the codec's
+        # sign-in: a browser page cannot add headers to the Temporal UI's requests).
+        self.cookie = cookie
 
     def allows(self, role: Role) -> bool:
         return role is Role.ADMIN or role in self.roles
@@ -149,7 +158,10 @@ class Access(Rule):
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
         header: Annotated[str | None, Depends(X_API_KEY)],
     ) -> ApiKey:
-        key = await _identify(_presented_key(request, bearer, header), pool)
+        presented = _presented_key(request, bearer, header)
+        if presented is None and self.cookie is not None:
+            presented = (request.cookies.get(self.cookie) or "").strip() or None
+        key = await _identify(presented, pool)
         structlog.contextvars.bind_contextvars(api_key=key.prefix, role=key.role.value)
         if not self.allows(key.role):
             route = request.scope.get("route")
@@ -210,6 +222,8 @@ REGISTER_READING = Access(OFFICER, SUPERVISOR, office=OfficeFrom.QUERY)
 CASE_READING = Access(OFFICER, SUPERVISOR, office=OfficeFrom.CASE)
 STATISTICS = Access(SUPERVISOR, office=OfficeFrom.QUERY)
 ADMIN_ONLY = Access()  # operators: the working-day calendar and the policy in force
+CODEC_COOKIE = "rectify_codec_key"
+CODEC = Access(SUPERVISOR, cookie=CODEC_COOKIE)  # the Temporal Web UI's decoded payloads
 
 
 def command_access(command: Command) -> Access:

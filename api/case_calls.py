@@ -213,9 +213,7 @@ async def find_interruption(client: Client, case_id: str) -> CaseInterruption | 
     return interruption
 
 
-async def _how_it_ended(
-    client: Client, run: WorkflowHandle[Any, Any]
-) -> tuple[str | None, bool]:
+async def _how_it_ended(client: Client, run: WorkflowHandle[Any, Any]) -> tuple[str | None, bool]:
     """The run's close event: the reason or failure it ended with, and whether it is a case
     that never opened (its opening refused, e.g. an unknown category)."""
     try:

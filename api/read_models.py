@@ -79,6 +79,11 @@ class CasePage(BaseModel):
     next_cursor: str | None = Field(
         description="pass as `cursor` for the next page; null on the last page"
     )
+    temporal_query: str | None = Field(
+        None,
+        description="with `subject`: the Temporal Web UI's query for the cases of the subject"
+        " holding that identifier (the visibility store keeps only keyed hashes of identifiers)",
+    )
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Sequence
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -34,6 +35,8 @@ from temporalio.converter import (
 )
 
 from wiring.keys import Keyring
+
+M = TypeVar("M", bound=Message)
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -132,7 +135,7 @@ def _restore_failure_text(failure: Failure) -> None:
         failure.stack_trace = str(attributes.get("stack_trace", failure.stack_trace))
 
 
-def decrypt_with(client_converter: DataConverter, message: Message) -> Message:
+def decrypt_with(client_converter: DataConverter, message: M) -> M:
     """`decrypt_message` with the codec a client was connected with (none: left as it is).
     For the history readers: what `fetch_history` returns is what the server stores."""
     codec = client_converter.payload_codec

@@ -9,10 +9,12 @@ from fastapi import APIRouter, Depends, Query
 
 from api import problems
 from api.auth import REGISTER_READING, AccessRoute
-from api.deps import DbPool
+from api.deps import DbPool, Keys
 from api.problems import Problem
 from api.read_models import NO_NUL, CaseCursor, CaseFilters, CaseListReader, CasePage, InvalidCursor
-from domain.models import Outcome, Stage
+from domain.models import Outcome, Stage, SubjectIdentifiers
+from wiring.keys import Keyring
+from workflows import search
 
 # Days a case can have opened on: the Cybersecurity Law took effect in 2017; nothing in the
 # register is older than 2000 or later than 2100, and outside this a day has no Beijing midnight
@@ -39,6 +41,7 @@ def _invalid(parameter: str, message: str) -> Problem:
 )
 async def list_cases(
     pool: DbPool,
+    keyring: Keys,
     stage: Annotated[Stage | None, Query(description="the case's current stage")] = None,
     category: Annotated[str | None, _text("violation category")] = None,
     office: Annotated[str | None, _text("the issuing office")] = None,
@@ -101,6 +104,18 @@ async def list_cases(
         closed=closed,
     )
     async with pool.acquire() as conn:
-        return await CaseListReader(conn).page(
+        page = await CaseListReader(conn).page(
             filters, limit=limit, after=after, now=datetime.now(UTC)
         )
+    if subject is not None:
+        page.temporal_query = subject_query(keyring, subject)
+    return page
+
+
+def subject_query(keyring: Keyring, identifier: str) -> str:
+    """The visibility query for cases whose subject holds `identifier` as any kind of
+    identifier: its keyed hash as each kind (workflows/search.py)."""
+    digests = ", ".join(
+        f"'{keyring.subject_digest(kind, identifier)}'" for kind in SubjectIdentifiers.model_fields
+    )
+    return f"{search.SUBJECT_DIGEST.name} IN ({digests})"

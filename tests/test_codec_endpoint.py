@@ -1,0 +1,174 @@
+"""The codec endpoint (api/routes/codec.py): the Temporal Web UI's decoded payloads, for
+supervisors and admins only, through a key or the sign-in cookie, with CORS for the UI's origin
+only; and the registry's subject filter gives the visibility query of the subject's hashes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import pytest
+from temporalio.api.common.v1 import Payload
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from tests.conftest import new_case_id
+from tests.keys import TEST_KEYRING
+from tests.test_api_integration import api_client, case_body, create_key
+from wiring.codec import EncryptionCodec
+
+pytestmark = pytest.mark.integration
+
+UI = "http://localhost:8233"
+CODEC = EncryptionCodec(TEST_KEYRING)
+
+
+def wire(payload: Payload) -> dict[str, Any]:
+    return {
+        "metadata": {k: base64.b64encode(v).decode() for k, v in payload.metadata.items()},
+        "data": base64.b64encode(payload.data).decode(),
+    }
+
+
+def sealed(text: bytes) -> dict[str, Any]:
+    return wire(CODEC.encrypt(Payload(metadata={"encoding": b"json/plain"}, data=text)))
+
+
+async def test_a_supervisor_decodes_what_the_worker_encrypted(
+    dev_env: WorkflowEnvironment, pg_dsn: str, task_queue: str
+) -> None:
+    async with api_client(dev_env, pg_dsn, task_queue, role="supervisor") as api:
+        answer = await api.post("/codec/decode", json={"payloads": [sealed(b'"Example News"')]})
+        assert answer.status_code == 200, answer.text
+        [payload] = answer.json()["payloads"]
+        assert base64.b64decode(payload["data"]) == b'"Example News"'
+        assert base64.b64decode(payload["metadata"]["encoding"]) == b"json/plain"
+
+        plain = {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": ""}
+        encoded = await api.post("/codec/encode", json={"payloads": [plain]})
+        assert encoded.status_code == 200
+        [back] = encoded.json()["payloads"]
+        assert base64.b64decode(back["metadata"]["encoding"]) == b"binary/encrypted"
+
+
+@pytest.mark.parametrize(("role", "status"), [(None, 401), ("officer", 403)])
+async def test_only_supervisors_and_admins_may_decode(
+    dev_env: WorkflowEnvironment, pg_dsn: str, task_queue: str, role: str | None, status: int
+) -> None:
+    async with api_client(dev_env, pg_dsn, task_queue, role=role, office="beijing") as api:
+        answer = await api.post("/codec/decode", json={"payloads": [sealed(b"1")]})
+        assert answer.status_code == status, answer.text
+        assert "payloads" not in answer.json()
+
+
+async def test_bad_payloads_are_refused_naming_the_problem(
+    dev_env: WorkflowEnvironment, pg_dsn: str, task_queue: str
+) -> None:
+    async with api_client(dev_env, pg_dsn, task_queue, role="admin") as api:
+        answer = await api.post("/codec/decode", json={"payloads": [{"data": "not base64!"}]})
+        assert answer.status_code == 422
+        assert answer.json()["errors"][0]["field"] == "body.payloads.0.data"
+
+        stranger = EncryptionCodec(type(TEST_KEYRING).generate("elsewhere"))
+        foreign = wire(stranger.encrypt(Payload(data=b"x")))
+        answer = await api.post("/codec/decode", json={"payloads": [sealed(b"1"), foreign]})
+        assert answer.status_code == 422
+        problem = answer.json()
+        assert problem["type"].endswith("/undecryptable-payload")
+        assert "payload 1" in problem["detail"] and "'elsewhere'" in problem["detail"]
+
+
+async def test_the_sign_in_cookie_lets_the_web_ui_decode_until_signed_out(
+    dev_env: WorkflowEnvironment, pg_dsn: str, task_queue: str
+) -> None:
+    async with api_client(dev_env, pg_dsn, task_queue, role=None) as api:
+        page = await api.get("/codec")
+        assert page.status_code == 200
+        assert "text/html" in page.headers["content-type"]
+        assert "http://rectify/codec" in page.text  # the endpoint to give the Web UI
+
+        officer = await create_key(pg_dsn, "officer", "beijing")
+        refused = await api.post("/codec/session", headers={"Authorization": f"Bearer {officer}"})
+        assert refused.status_code == 403
+        assert "set-cookie" not in refused.headers
+
+        key = await create_key(pg_dsn, "supervisor")
+        signed_in = await api.post("/codec/session", headers={"Authorization": f"Bearer {key}"})
+        assert signed_in.status_code == 200, signed_in.text
+        cookie = signed_in.headers["set-cookie"]
+        for attribute in ("HttpOnly", "SameSite=strict", "Path=/codec", "Max-Age=28800"):
+            assert attribute.lower() in cookie.lower(), cookie
+        assert signed_in.json()["role"] == "supervisor"
+
+        # The Web UI's call: no key header, the cookie only.
+        answer = await api.post("/codec/decode", json={"payloads": [sealed(b"2")]})
+        assert answer.status_code == 200, answer.text
+
+        out = await api.delete("/codec/session")
+        assert out.status_code == 204
+        api.cookies.clear()  # what the browser does with the expired cookie it was sent
+        assert (
+            'rectify_codec_key=""' in out.headers["set-cookie"]
+            or "Max-Age=0" in (out.headers["set-cookie"])
+        )
+        assert (await api.post("/codec/decode", json={"payloads": []})).status_code == 401
+
+
+async def test_cors_answers_the_web_uis_origin_on_the_codec_only(
+    dev_env: WorkflowEnvironment, pg_dsn: str, task_queue: str
+) -> None:
+    async with api_client(
+        dev_env, pg_dsn, task_queue, role="supervisor", codec_cors_origins=f"{UI}, https://ui.x"
+    ) as api:
+        asked = {
+            "Origin": UI,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-namespace",
+        }
+        preflight = await api.options("/codec/decode", headers=asked)
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == UI
+        assert preflight.headers["access-control-allow-credentials"] == "true"
+
+        elsewhere = await api.options("/codec/decode", headers={**asked, "Origin": "http://evil"})
+        assert "access-control-allow-origin" not in elsewhere.headers
+
+        answer = await api.post(
+            "/codec/decode", json={"payloads": []}, headers={"Origin": UI, "X-Namespace": "default"}
+        )
+        assert answer.headers["access-control-allow-origin"] == UI
+
+        other = await api.get("/cases", headers={"Origin": UI})
+        assert "access-control-allow-origin" not in other.headers
+
+
+async def test_the_subject_filter_gives_the_web_uis_query_of_its_hashes(
+    dev_env: WorkflowEnvironment, dev_worker: Worker, pg_dsn: str, task_queue: str
+) -> None:
+    """The visibility store holds only keyed hashes of identifiers: the registry computes the
+    query that finds the subject's cases there, and it does find the case."""
+    body = case_body(new_case_id())
+    package = body["subject"]["identifiers"]["app_package"]
+    async with api_client(dev_env, pg_dsn, task_queue, role="admin") as api:
+        assert (await api.post("/cases", json=body)).status_code == 201
+        page = await api.get("/cases", params={"subject": package})
+        assert page.status_code == 200
+        query = page.json()["temporal_query"]
+        assert query.startswith("RectifySubjectDigest IN (") and package not in query
+        assert (await api.get("/cases")).json()["temporal_query"] is None
+    workflow_id = f"case:{body['case_id']}"
+    assert await listed(dev_env, query, workflow_id), f"{query} does not find {workflow_id}"
+    described = await dev_env.client.get_workflow_handle(workflow_id).describe()
+    attributes = described.typed_search_attributes
+    assert attributes and all(package not in str(pair.value) for pair in attributes)
+    assert body["subject"]["name"] not in str(list(attributes))
+
+
+async def listed(env: WorkflowEnvironment, query: str, workflow_id: str) -> bool:
+    """Whether visibility lists the workflow for the query (it is eventually consistent)."""
+    for _ in range(40):
+        if workflow_id in [e.id async for e in env.client.list_workflows(query)]:
+            return True
+        await asyncio.sleep(0.25)
+    return False
