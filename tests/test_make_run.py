@@ -8,6 +8,7 @@ environment, so survivors are found whatever their name.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -25,12 +26,11 @@ import httpx
 import psutil
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.keys import TEST_KEYRING
 from wiring.embedded import free_port
 from wiring.settings import REPO_ROOT
-from wiring.temporal import connect_temporal
 
 pytestmark = pytest.mark.slow
 
@@ -63,11 +63,12 @@ class Stack:
         self.mark = uuid.uuid4().hex
         self.api_port = free_port()
         self.temporal_port = free_port()
+        self.ui_port = free_port()
         self.log = tmp_path / "stack.log"
         self.argv = argv
-        self.env = {
-            k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")
-        }
+        # Without the suite's keys: `make run` makes its own into DATA_DIR/keys.json.
+        named = ("DATABASE_URL", "TEMPORAL_ADDRESS", "PAYLOAD_KEYS", "SUBJECT_HASH_KEY")
+        self.env = {k: v for k, v in os.environ.items() if k not in named}
         self.env.update(
             {
                 MARK: self.mark,
@@ -75,7 +76,7 @@ class Stack:
                 "API_PORT": str(self.api_port),
                 "EMBEDDED_POSTGRES_PORT": str(free_port()),
                 "EMBEDDED_TEMPORAL_PORT": str(self.temporal_port),
-                "EMBEDDED_TEMPORAL_UI_PORT": str(free_port()),
+                "EMBEDDED_TEMPORAL_UI_PORT": str(self.ui_port),
             }
         )
         self.proc: subprocess.Popen[bytes] | None = None
@@ -137,8 +138,41 @@ def post(stack: Stack, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+async def started_input(address: str, workflow_id: str) -> dict[str, Any]:
+    """The case's first payload as the server stores it (no codec), in the codec's wire form."""
+    client = await Client.connect(address)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    [payload] = history.events[0].workflow_execution_started_event_attributes.input.payloads
+    return {
+        "metadata": {k: base64.b64encode(v).decode() for k, v in payload.metadata.items()},
+        "data": base64.b64encode(payload.data).decode(),
+    }
+
+
+def decoded_in_the_web_ui(stack: Stack, workflow_id: str) -> str:
+    """What the Web UI shows a signed-in supervisor: it was started with the API's codec, the
+    sign-in page sets the cookie, the UI's decode call (with credentials) answers plain JSON."""
+    ui = httpx.get(f"http://127.0.0.1:{stack.ui_port}/api/v1/settings", timeout=10).json()
+    endpoint = ui["Codec"]["Endpoint"]
+    assert endpoint == f"http://localhost:{stack.api_port}/codec", ui["Codec"]
+    payload = asyncio.run(started_input(f"127.0.0.1:{stack.temporal_port}", workflow_id))
+    assert base64.b64decode(payload["metadata"]["encoding"]) == b"binary/encrypted"
+    origin = f"http://localhost:{stack.ui_port}"
+    with httpx.Client(base_url=stack.url, timeout=10) as browser:
+        signed_in = browser.post("/codec/session", headers=stack.headers("supervisor"))
+        assert signed_in.status_code == 200, signed_in.text
+        answer = browser.post(
+            "/codec/decode",
+            json={"payloads": [payload]},
+            headers={"Origin": origin, "X-Namespace": "default"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["access-control-allow-origin"] == origin
+        return base64.b64decode(answer.json()["payloads"][0]["data"]).decode()
+
+
 async def timer_pending(address: str, workflow_id: str) -> bool:
-    client = await connect_temporal(address, keyring=TEST_KEYRING)
+    client = await Client.connect(address)  # event types only: no payload is read
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     kinds = [event.event_type for event in history.events]
     return (
@@ -220,6 +254,10 @@ def test_make_run_keeps_cases_across_restarts_and_ctrl_c_leaves_no_orphan(
         assert ordered["stage"] == "rectifying"
         case = httpx.get(f"{stack.url}/cases/{case_id}", headers=stack.headers(), timeout=10).json()
         due_at = case["state"]["deadlines"]["rectification"]["due_at"]
+        assert "Counterfeit Embassy Office" in decoded_in_the_web_ui(stack, f"case:{case_id}")
+        keys_file = Path(stack.env["DATA_DIR"]) / "keys.json"
+        assert keys_file.stat().st_mode & 0o777 == 0o600
+        assert Path(stack.env["DATA_DIR"]).stat().st_mode & 0o077 in (0, 0o010)  # 0700 (0710)
 
         # make re-raises the SIGINT after its child has ended: exit status -2.
         assert stack.ctrl_c() == -signal.SIGINT
@@ -228,6 +266,7 @@ def test_make_run_keeps_cases_across_restarts_and_ctrl_c_leaves_no_orphan(
 
         stack.start()
         assert json.loads(stack.dev_keys_file.read_text()) == keys, "dev keys are reused"
+        # The same codec keys again: the case's encrypted history still reads.
         case = httpx.get(f"{stack.url}/cases/{case_id}", headers=stack.headers(), timeout=10).json()
         assert (case["source"], case["stage"]) == ("workflow", "rectifying")
         assert case["state"]["deadlines"]["rectification"]["due_at"] == due_at
