@@ -5,19 +5,27 @@ Shared by the calendar activities, which store and count it, and the API, which 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from domain.models import NUL_REFUSED, holds_nul
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+_YYYY_MM_DD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _written_date(value: object) -> object:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if not isinstance(value, str):
+    # Only the written form: pydantic would also read "1798848000" (a Unix time) or
+    # "2027-01-02T00:00:00+08:00" as a date.
+    if not isinstance(value, str) or not _YYYY_MM_DD.fullmatch(value):
         raise ValueError(f"expected a date written YYYY-MM-DD, got {value!r}")
     return value
 
@@ -29,6 +37,15 @@ class _FileModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        """A NUL character (U+0000) cannot be stored in the calendar tables: refused here, naming
+        the field, rather than by PostgreSQL in the middle of a load."""
+        if holds_nul(value):
+            raise ValueError(NUL_REFUSED)
+        return value
 
 
 class HolidayRange(_FileModel):

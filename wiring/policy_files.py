@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from domain.policy import Policy
+from wiring.yaml_files import ReportingLoader
 
 POLICY_SUFFIXES = (".yaml", ".yml", ".json")
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -48,8 +49,8 @@ class PolicyNotFound(LookupError):
 # --- reading files ---------------------------------------------------------------------------
 
 
-class _PolicyYamlLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
+class _PolicyYamlLoader(ReportingLoader):
+    """Refuses a key given twice in one mapping (YAML would keep the last)."""
 
 
 def _construct_mapping_once(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -99,19 +100,26 @@ def _parse(path: Path, text: str) -> Any:
             ) from None
         except ValueError as exc:
             raise PolicyFileError(f"{name}: JSON error: {exc}") from None
+        except RecursionError:
+            raise PolicyFileError(f"{name}: JSON error: nested too deeply") from None
     try:
         return yaml.load(text, Loader=_PolicyYamlLoader)
+    except RecursionError:
+        raise PolicyFileError(f"{name}: YAML error: nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = exc.problem or exc.context or "not valid YAML"
         raise PolicyFileError(f"{name}: {where}YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
-        raise PolicyFileError(f"{name}: YAML syntax error: {exc}") from None
+        # One line per problem: the reader's message spans two ("...\n  in <unicode string>").
+        detail = " ".join(str(exc).split())
+        raise PolicyFileError(f"{name}: YAML syntax error: {detail}") from None
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    # A key with a line break (or another unprintable character) is quoted: one line per problem.
+    return ".".join(str(p) if str(p).isprintable() else repr(p) for p in loc) or "(top level)"
 
 
 def _message(error: ErrorDetails) -> str:
