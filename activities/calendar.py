@@ -34,6 +34,7 @@ from domain.calendar_models import (
     YearArrangement as YearArrangement,
 )
 from domain.models import Deadline
+from wiring.yaml_files import ReportingLoader
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -66,7 +67,7 @@ class CalendarSpanError(CalendarError):
 # --- the arrangement file -------------------------------------------------------------------
 
 
-class _PlainYamlLoader(yaml.SafeLoader):
+class _PlainYamlLoader(ReportingLoader):
     """YAML without implicit timestamps: dates stay text, so pydantic names a bad one's field."""
 
 
@@ -115,10 +116,12 @@ def load_arrangement_file(path: Path | str) -> YearArrangement:
         raise CalendarFileError(f"{path}: cannot be read: {exc}") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.load(text, _PlainYamlLoader)
-    except (ValueError, yaml.YAMLError) as exc:
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
         kind = "JSON" if path.suffix == ".json" else "YAML"
-        detail = " ".join(str(exc).split())
-        raise CalendarFileError(f"{path.name}: not valid {kind}: {detail}") from None
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise CalendarFileError(
+            f"{path.name}: not valid {kind}: {' '.join(detail.split())}"
+        ) from None
     return parse_arrangement(data, path.name)
 
 

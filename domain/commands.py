@@ -9,9 +9,17 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BeforeValidator, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-from domain.models import Actor, CaseCommand, LongText, Model, NonEmpty
+from domain.models import Actor, CaseCommand, LongText, Model, NonEmpty, json_problem
 from domain.policy import Authority, Measure
 
 _AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
@@ -27,8 +35,17 @@ def _ascii_amount(value: object) -> object:
     return value
 
 
+def _fixed_point(value: Decimal) -> Decimal:
+    """`1E+2` (from `Decimal.normalize()`) as `100`: what the JSON of a command reads back."""
+    exponent = value.as_tuple().exponent
+    return Decimal(format(value, "f")) if isinstance(exponent, int) and exponent > 0 else value
+
+
 Money = Annotated[
-    Decimal, BeforeValidator(_ascii_amount), Field(gt=0, max_digits=16, decimal_places=2)
+    Decimal,
+    BeforeValidator(_ascii_amount),
+    Field(gt=0, max_digits=16, decimal_places=2),
+    AfterValidator(_fixed_point),
 ]
 
 
@@ -293,7 +310,18 @@ class CaseEvent(CaseCommand):
     type: EventType
     source: NonEmpty = Field(description="the reporting system", examples=["monitoring"])
     occurred_at: AwareDatetime
-    payload: dict[str, Any] = Field(default_factory=dict)
+    # Kept as sent: its keys are not trimmed (" url" and "url" are two keys).
+    payload: dict[Annotated[str, StringConstraints(strip_whitespace=False)], Any] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("payload", mode="after")
+    @classmethod
+    def _keepable_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class EventReceipt(Model):

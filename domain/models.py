@@ -33,14 +33,39 @@ NUL_REFUSED = "contains a NUL character (U+0000), which cannot be stored: remove
 
 def holds_nul(value: object) -> bool:
     """Whether text anywhere in the value (keys and items included) holds U+0000, which
-    PostgreSQL text and jsonb cannot store."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple | set | frozenset):
-        return any(holds_nul(item) for item in value)
+    PostgreSQL text and jsonb cannot store. Iterative: a deeply nested body is not a crash."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            pending.extend(item)
     return False
+
+
+MAX_JSON_DEPTH = 32
+
+
+def json_problem(value: object, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why free-form JSON (an event's payload) cannot be kept as sent, or None: nested deeper
+    than `max_depth`, or a number JSON has no text for (NaN, Infinity), which would come back
+    as null."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, float) and (item != item or item in (float("inf"), float("-inf"))):
+            return "holds NaN or Infinity, which JSON cannot carry: send a number or text"
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"is nested deeper than {max_depth} levels"
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return None
 
 
 class Model(BaseModel):
@@ -115,8 +140,9 @@ class Outcome(StrEnum):
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 # GB 32100-2015: 18 characters from the code set without I, O, Z, S, V.
-_USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
-_ICP = re.compile(r"^\S{1,8}ICP[备证]\d{4,12}号(-\d{1,4})?$")
+# ASCII digits only ([0-9], not \d): a full-width 1 would be another subject to every lookup.
+_USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+_ICP = re.compile(r"^\S{1,8}ICP[备证][0-9]{4,12}号(-[0-9]{1,4})?$")
 _APP_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
 
 

@@ -5,6 +5,9 @@ Part of issue 9 (hostile input); the rest of that issue is still open."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -16,7 +19,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.steps import StepActivities
 from domain.commands import RecordPayment
-from domain.models import Stage
+from domain.models import Stage, SubjectIdentifiers
 from domain.records import UNSTORABLE, StepRecord
 from tests.conftest import POLICIES, open_case_input
 from tests.test_api_events import event
@@ -129,3 +132,47 @@ async def test_an_interview_in_year_9999_is_422(api: httpx.AsyncClient) -> None:
         },
     )
     assert fields(response) == ["scheduled_for"]
+
+
+def test_an_amount_in_exponent_form_is_kept_as_the_json_reads_it_back() -> None:
+    """`Decimal("1E+2")` (what `normalize()` gives) is 100, and its JSON reads back."""
+    paid = RecordPayment(
+        actor="officer.li", amount_yuan=Decimal("1E+2"), paid_at=datetime(2026, 1, 5, tzinfo=UTC)
+    )
+    assert str(paid.amount_yuan) == "100"
+    assert RecordPayment.model_validate_json(paid.model_dump_json()) == paid
+
+
+@pytest.mark.parametrize(
+    "identifiers",
+    [
+        {"unified_social_credit_code": "91\uff11\uff11\uff10\uff10\uff10\uff10MA01234567"},
+        {"icp_filing": "京ICP备\uff11\uff12\uff13\uff14\uff15\uff16号"},
+    ],
+)
+def test_identifiers_take_ascii_digits_only(identifiers: dict[str, str]) -> None:
+    """Full-width digits would make the same subject another one to every lookup."""
+    with pytest.raises(ValidationError) as refused:
+        SubjectIdentifiers.model_validate(identifiers)
+    assert [error["loc"] for error in refused.value.errors()] == [(next(iter(identifiers)),)]
+
+
+async def test_a_payload_is_kept_as_sent_or_refused_naming_it(
+    api: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    """Its keys are not trimmed; JSON nested 340 deep (700 bytes) or holding NaN is a 422
+    naming `payload`, not a 500."""
+    body = event(payload={"url": "a", " url": "b"})
+    opened = await api.post("/events", json=body)
+    assert opened.status_code == 201, opened.text
+    kept = (await api.get(f"/cases/{opened.json()['case_id']}/detections")).json()
+    assert kept["detections"][0]["payload"] == {"url": "a", " url": "b"}
+    deep = json.dumps(event(payload={"x": 0})).replace(
+        '{"x": 0}', '{"x": ' + "[" * 340 + "]" * 340 + "}"
+    )
+    for raw in (deep, json.dumps(event()).replace('"payload": {', '"payload": {"n": NaN, ')):
+        answer = await api.post(
+            "/events", content=raw, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 422, answer.text
+        assert fields(answer) == ["payload"]
