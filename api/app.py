@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.keyring = load_keyring(settings)
         app.state.codec = EncryptionCodec(app.state.keyring)
+        log.info("payload codec ready", **app.state.keyring.describe())
         app.state.pool = await create_pool(
             settings.require_database_url(),
             min_size=settings.db_pool_min_size,
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats.router)
     app.include_router(operator.router)
     app.include_router(codec.router)
-    origins = [o.strip() for o in settings.codec_cors_origins.split(",") if o.strip()]
-    app.add_middleware(codec.CodecCors, origins=origins)  # outermost: answers preflights
+    # Outermost: answers preflights.
+    app.add_middleware(codec.CodecCors, origins=settings.codec_origins())
     check_access_rules(app)  # every route states who may call it
     return app

@@ -31,7 +31,7 @@ and is the operators' way in when a case must be moved by hand — its key is au
 | GET /stats | supervisor | the `office` query parameter |
 | POST /cases/{id}/<command> | its row's `role` (officer; supervisor: decisions) | the case's |
 | /calendar/{year}, /policy | admin only | — |
-| POST /codec/encode, /codec/decode, /codec/session | supervisor (key or sign-in cookie) | — |
+| POST /codec/{encode,decode,session} | supervisor (key or cookie) | keys without an office only |
 | GET /codec, DELETE /codec/session | anyone, no key (sign-in page, sign-out) | — |
 
 "Whose office counts" applies to keys that have an office: always for enforcement-system and
@@ -114,12 +114,18 @@ class Rule:
     open = False
 
     def __init__(
-        self, *roles: Role, office: OfficeFrom = OfficeFrom.NOTHING, cookie: str | None = None
+        self,
+        *roles: Role,
+        office: OfficeFrom = OfficeFrom.NOTHING,
+        cookie: str | None = None,
+        every_office: bool = False,
     ) -> None:
         self.roles, self.office = frozenset(roles), office
         # The name of a cookie that may carry the key instead of a header (the codec's
         # sign-in: a browser page cannot add headers to the Temporal UI's requests).
         self.cookie = cookie
+        # Only keys that act for every office: what the route gives is not one office's.
+        self.every_office = every_office
 
     def allows(self, role: Role) -> bool:
         return role is Role.ADMIN or role in self.roles
@@ -132,6 +138,8 @@ class Rule:
         if self.open:
             return "No API key needed."
         text = f"**Roles:** {', '.join(self.allowed())}."
+        if self.every_office:
+            text += " Only a key without an office (one that acts for every office)."
         if self.office is not OfficeFrom.NOTHING:
             text += f" A key for one office may act only where {self.office.value} is its own."
         return text
@@ -159,9 +167,12 @@ class Access(Rule):
         header: Annotated[str | None, Depends(X_API_KEY)],
     ) -> ApiKey:
         presented = _presented_key(request, bearer, header)
-        if presented is None and self.cookie is not None:
-            presented = (request.cookies.get(self.cookie) or "").strip() or None
+        cookie = (request.cookies.get(self.cookie) or "").strip() if self.cookie else ""
+        # The Web UI may send its own access token (not an API key): the sign-in cookie counts.
+        if cookie and (presented is None or key_prefix(presented) is None):
+            presented = cookie
         key = await _identify(presented, pool)
+        request.state.api_key = presented  # the key as resolved (for the codec's sign-in)
         structlog.contextvars.bind_contextvars(api_key=key.prefix, role=key.role.value)
         if not self.allows(key.role):
             route = request.scope.get("route")
@@ -170,6 +181,13 @@ class Access(Rule):
                 "role-not-allowed",
                 f"API key {key.prefix} has role {key.role.value}, which may not call "
                 f"{request.method} {path}; that takes one of: {', '.join(self.allowed())}",
+                key,
+            )
+        if self.every_office and key.office is not None:
+            raise _forbidden(
+                "other-office",
+                f"API key {key.prefix} acts for office {key.office!r} only; the codec decodes"
+                " every office's payloads, so it takes a key without an office",
                 key,
             )
         await self._check_office(key, request, pool, client, settings)
@@ -223,7 +241,8 @@ CASE_READING = Access(OFFICER, SUPERVISOR, office=OfficeFrom.CASE)
 STATISTICS = Access(SUPERVISOR, office=OfficeFrom.QUERY)
 ADMIN_ONLY = Access()  # operators: the working-day calendar and the policy in force
 CODEC_COOKIE = "rectify_codec_key"
-CODEC = Access(SUPERVISOR, cookie=CODEC_COOKIE)  # the Temporal Web UI's decoded payloads
+# The Temporal Web UI's decoded payloads: a payload names no office, so every office's key only.
+CODEC = Access(SUPERVISOR, cookie=CODEC_COOKIE, every_office=True)
 
 
 def command_access(command: Command) -> Access:

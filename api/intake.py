@@ -23,6 +23,7 @@ import asyncpg
 
 from domain.commands import DetectionRef
 from domain.models import Subject
+from wiring.keys import Keyring
 
 IDENTIFIER_PRIORITY = (
     "unified_social_credit_code",
@@ -43,10 +44,9 @@ def subject_key(subject: Subject) -> str:
     return f"{name}={getattr(identifiers, name)}"
 
 
-def case_prefix(office: str, category: str, subject: str) -> str:
-    """`EV-{hash}`: office, category and subject key, hashed; a generation number follows."""
-    digest = hashlib.sha256(f"{office}|{category}|{subject}".encode()).hexdigest()
-    return f"EV-{digest[:16]}"
+def prefix_of(case_id: str) -> str:
+    """`EV-{hash}` of `EV-{hash}-{generation}`."""
+    return case_id.rsplit("-", 1)[0]
 
 
 def body_hash(body: dict[str, Any]) -> str:
@@ -68,7 +68,7 @@ class Routed:
 
 _ROUTE = """
 WITH latest AS (
-    SELECT d.generation, c.closed_at IS NOT NULL AS closed, c.interrupted, c.stage
+    SELECT d.generation, d.case_id, c.closed_at IS NOT NULL AS closed, c.interrupted, c.stage
       FROM detections d
       LEFT JOIN cases c ON c.case_id = d.case_id
      WHERE d.office = $2 AND d.violation_category = $3 AND d.subject_key = $4
@@ -79,6 +79,8 @@ WITH latest AS (
                 WHEN l.closed THEN l.generation + 1
                 ELSE l.generation END AS generation,
            (l.generation IS NULL OR l.closed) AS opens,
+           -- A route keeps the prefix of its first case (routes from before the keyed hash too).
+           COALESCE(regexp_replace(l.case_id, '-[0-9]+$', ''), $5) AS prefix,
            CASE WHEN l.closed THEN NULL ELSE l.interrupted END AS interrupted,
            CASE WHEN l.closed THEN NULL ELSE l.stage END AS stage
       FROM (SELECT 1) AS one
@@ -88,7 +90,7 @@ WITH latest AS (
         idempotency_key, office, violation_category, subject_key, generation, case_id, opens,
         body_hash, event, acting_key
     )
-    SELECT $1, $2, $3, $4, t.generation, $5 || '-' || t.generation, t.opens, $6, $7, $9
+    SELECT $1, $2, $3, $4, t.generation, t.prefix || '-' || t.generation, t.opens, $6, $7, $9
       FROM target t
      WHERE t.interrupted IS NULL AND (NOT t.opens OR $8::boolean)
     ON CONFLICT (idempotency_key) DO NOTHING
@@ -102,7 +104,7 @@ SELECT 'existing', d.id, d.case_id, d.opens, d.body_hash, c.stage, c.interrupted
   LEFT JOIN cases c ON c.case_id = d.case_id
  WHERE d.idempotency_key = $1
 UNION ALL
-SELECT 'target', NULL, $5 || '-' || t.generation, t.opens, NULL, t.stage, t.interrupted
+SELECT 'target', NULL, t.prefix || '-' || t.generation, t.opens, NULL, t.stage, t.interrupted
   FROM target t
 """
 
@@ -133,10 +135,11 @@ SELECT d.idempotency_key, d.id, d.case_id, d.body_hash, c.stage, c.interrupted
  WHERE d.idempotency_key = ANY($1::text[])
 """
 _LATEST_CASES = """
-SELECT r.office, r.category, r.subject_key, l.generation, l.closed, l.interrupted, l.stage
+SELECT r.office, r.category, r.subject_key, l.generation, l.case_id, l.closed, l.interrupted,
+       l.stage
   FROM unnest($1::text[], $2::text[], $3::text[]) AS r(office, category, subject_key)
   LEFT JOIN LATERAL (
-      SELECT d.generation, c.closed_at IS NOT NULL AS closed, c.interrupted, c.stage
+      SELECT d.generation, d.case_id, c.closed_at IS NOT NULL AS closed, c.interrupted, c.stage
         FROM detections d
         LEFT JOIN cases c ON c.case_id = d.case_id
        WHERE d.office = r.office AND d.violation_category = r.category
@@ -160,16 +163,24 @@ RETURNING idempotency_key, id
 
 
 class DetectionInbox:
-    """All SQL of the detections inbox."""
+    """All SQL of the detections inbox. Recording needs the keyring: a route's case id is a
+    keyed hash of its office, category and subject (`Keyring.case_prefix`), so no one holding a
+    list of domains can tell from Temporal's workflow ids which of them have cases."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, keyring: Keyring | None = None) -> None:
         self._pool = pool
+        self._keyring = keyring
+
+    def _prefix(self, route: tuple[str, str, str]) -> str:
+        if self._keyring is None:
+            raise RuntimeError("DetectionInbox records detections only with the keyring")
+        return self._keyring.case_prefix(*route)
 
     async def record(self, sighting: Sighting) -> Routed:
         """Record a detection once and route it (one statement). `may_open=False` records it
         only if it joins an open case (the worker is behind: no new case now)."""
         key, event, subject = sighting.key, sighting.event, sighting.subject
-        prefix = case_prefix(*sighting.route)
+        prefix = self._prefix(sighting.route)
         digest = body_hash(event)
         for _ in range(_ATTEMPTS):
             try:
@@ -260,7 +271,8 @@ class DetectionInbox:
                 if sighting.key in pending:  # twice in this batch: the first one counts
                     continue
                 route = latest[sighting.route]
-                prefix = case_prefix(*sighting.route)
+                known_case = route["case_id"]
+                prefix = prefix_of(known_case) if known_case else self._prefix(sighting.route)
                 generation, opens, interrupted, stage = _target(route)
                 case_id = f"{prefix}-{generation}"
                 if interrupted is not None:

@@ -221,7 +221,7 @@ def detection(key: str, domain: str, n: int) -> dict[str, Any]:
 
 def with_rows(workload: Workload) -> Workload:
     """The inbox rows of the workload's events, computed as the API computes them."""
-    from api.intake import body_hash, case_prefix, subject_key
+    from api.intake import body_hash, subject_key
     from api.routes.events import EventIn
 
     seen: set[str] = set()
@@ -233,7 +233,7 @@ def with_rows(workload: Workload) -> Workload:
             Row(
                 key=event.idempotency_key,
                 subject_key=subject,
-                case_id=case_prefix(OFFICE, CATEGORY, subject) + "-1",
+                case_id=BENCH_KEYRING.case_prefix(OFFICE, CATEGORY, subject) + "-1",
                 opens=subject not in seen,
                 digest=body_hash(body),
                 body=body,
@@ -569,7 +569,7 @@ async def inbox_one_by_one(
     every detection is its own statement and commit (no HTTP, validation or Temporal)."""
     from api.intake import DetectionInbox
 
-    inbox = DetectionInbox(pool)
+    inbox = DetectionInbox(pool, BENCH_KEYRING)
     queue = deque(batches)
 
     async def batch_loop() -> None:
@@ -595,7 +595,7 @@ async def inbox_batches(
     than `inbox_one_by_one`'s (same database), so it does the same work."""
     from api.intake import DetectionInbox
 
-    inbox = DetectionInbox(pool)
+    inbox = DetectionInbox(pool, BENCH_KEYRING)
     queue = deque(batches)
 
     def renamed(row: Row) -> Row:
@@ -804,10 +804,8 @@ async def sample_cases(client: Client, case_ids: Sequence[str], size: int = 20) 
 
 
 def case_id_of(event: dict[str, Any]) -> str:
-    from api.intake import case_prefix
-
     domain = event["subject"]["identifiers"]["domain"]
-    return case_prefix(OFFICE, CATEGORY, f"domain={domain}") + "-1"
+    return BENCH_KEYRING.case_prefix(OFFICE, CATEGORY, f"domain={domain}") + "-1"
 
 
 class Spy:

@@ -32,6 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.case import CaseRun, CaseState, Continuation, OperatorOrder
 from domain.models import OpenCaseInput, Stage, case_workflow_id
 from domain.procedure import waits_for
+from wiring.codec import UndecryptablePayload
 from wiring.db import create_pool
 from wiring.keys import load_keyring
 from wiring.settings import Settings
@@ -186,6 +187,8 @@ async def _previous_run(handle: WorkflowHandle[Any, Any], client: Client) -> int
             [run] = await client.data_converter.decode(started.input.payloads, [CaseRun])
             assert isinstance(run, CaseRun)
             return run.carried.run if run.carried is not None else 1
+    except UndecryptablePayload as exc:  # never number the run as if it were the first
+        raise Refused(f"the run that ended cannot be read: {exc}") from exc
     except (RPCError, ValueError, TypeError, AssertionError):
         return None
     return None

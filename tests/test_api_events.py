@@ -14,8 +14,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api.intake import case_prefix, subject_key
+from api.intake import subject_key
 from api.routes.events import EventIn
+from tests.keys import TEST_KEYRING
 from tests.test_api_integration import api_client
 
 pytestmark = pytest.mark.integration
@@ -368,7 +369,7 @@ async def test_a_case_whose_opener_never_started_it_is_started_by_the_next_news(
     recorded, and the news for it finds no workflow and starts the case from the opener."""
     lost = EventIn.model_validate(event())
     key = subject_key(lost.subject)
-    case_id = f"{case_prefix(lost.office, lost.violation_category, key)}-1"
+    case_id = f"{TEST_KEYRING.case_prefix(lost.office, lost.violation_category, key)}-1"
     await pool.execute(
         "INSERT INTO detections (idempotency_key, office, violation_category, subject_key,"
         " generation, case_id, opens, body_hash, event) VALUES ($1, $2, $3, $4, 1, $5, true,"
@@ -386,6 +387,38 @@ async def test_a_case_whose_opener_never_started_it_is_started_by_the_next_news(
     await registered(pool, case_id)
     opener = await pool.fetchval("SELECT opened_by FROM cases WHERE case_id = $1", case_id)
     assert opener == f"event:{lost.idempotency_key}"
+
+
+@pytest.mark.parametrize("path", ["/events", "/events/batch"])
+async def test_a_route_keeps_the_case_id_prefix_of_its_first_case(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, path: str
+) -> None:
+    """Case ids are keyed hashes of the route now; a route recorded before (an unkeyed SHA-256
+    prefix) keeps its own, so its detections still join the case it opened."""
+    first = EventIn.model_validate(event())
+    key = subject_key(first.subject)
+    legacy = f"EV-{uuid.uuid4().hex[:16]}-1"
+    await pool.execute(
+        "INSERT INTO detections (idempotency_key, office, violation_category, subject_key,"
+        " generation, case_id, opens, body_hash, event) VALUES ($1, $2, $3, $4, 1, $5, true,"
+        " 'x', $6)",
+        first.idempotency_key,
+        first.office,
+        first.violation_category,
+        key,
+        legacy,
+        first.body(),
+    )
+    later = event(domain=first.subject.identifiers.domain)
+    if path == "/events":
+        joined = await send(api, later, 200)
+    else:
+        answer = await api.post(path, json={"events": [later]})
+        assert answer.status_code == 200, answer.text
+        joined = answer.json()["results"][0]["receipt"]
+    assert (joined["result"], joined["case_id"]) == ("joined", legacy)
+    keyed = TEST_KEYRING.case_prefix(first.office, first.violation_category, key)
+    assert keyed != legacy.rsplit("-", 1)[0]
 
 
 async def test_a_batch_routes_like_one_by_one_and_races_settle_on_one_opener(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,16 @@ def test_a_bad_policy_file_stops_the_start_naming_file_and_field(
     assert done.returncode == 2
     assert "broken.yaml: categories: Field required" in done.stderr
     assert not (tmp_path / "data").exists()  # nothing started, nothing written
+
+
+@pytest.mark.parametrize(
+    ("origins", "named"),
+    [("*", "'*' is not an origin"), ("http://ui.x/", "'http://ui.x/'"), ("ui.x:8080", "ui.x")],
+)
+def test_codec_origins_are_origins(origins: str, named: str) -> None:
+    """With credentials, `*` would let any site read decoded payloads; a path never matches."""
+    with pytest.raises(ValueError, match=re.escape(named)):
+        Settings(_env_file=None, codec_cors_origins=origins)
+    assert Settings(
+        _env_file=None, codec_cors_origins=" https://ui.example.org, http://[::1]:8233 ,"
+    ).codec_origins() == ["https://ui.example.org", "http://[::1]:8233"]

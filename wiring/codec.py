@@ -16,6 +16,7 @@ key is not in the keyring or whose ciphertext was altered.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -41,6 +42,7 @@ M = TypeVar("M", bound=Message)
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
+TAG_BYTES = 16
 
 
 class UndecryptablePayload(ValueError):
@@ -82,6 +84,8 @@ class EncryptionCodec(PayloadCodec):
                 f"payload encrypted with key {key_id!r}, which PAYLOAD_KEYS does not hold"
                 f" (it holds {known})"
             )
+        if len(payload.data) < NONCE_BYTES + TAG_BYTES:
+            raise UndecryptablePayload(f"payload under key {key_id!r} is too short to be ours")
         try:
             plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], raw_id)
         except InvalidTag:
@@ -103,9 +107,12 @@ def data_converter(keyring: Keyring) -> DataConverter:
 
 def decrypt_message(message: Message, codec: EncryptionCodec) -> None:
     """Decrypt, in place, every payload in a proto message (a history, an event) and put each
-    failure's message and stack trace back where a reader of the history looks for them."""
+    failure's message and stack trace back where a reader of the history looks for them. A
+    payload this keyring cannot open (a key no longer held) is left as it is: a history reader
+    shows what it can, never fails on one payload."""
     if isinstance(message, Payload):
-        message.CopyFrom(codec.decrypt(message))
+        with contextlib.suppress(UndecryptablePayload):
+            message.CopyFrom(codec.decrypt(message))
         return
     for field, value in message.ListFields():
         if field.message_type is None:

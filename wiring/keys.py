@@ -75,6 +75,23 @@ class Keyring:
         text = f"{kind}={normalised(value)}"
         return hmac.new(self.subject_key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
+    def case_prefix(self, office: str, category: str, subject: str) -> str:
+        """`EV-{hash}` of a detection route's cases (a generation number follows): keyed, so the
+        workflow id reveals no identifier to anyone trying a list of them."""
+        text = f"case-id|{office}|{category}|{subject}".encode()
+        return "EV-" + hmac.new(self.subject_key, text, hashlib.sha256).hexdigest()[:16]
+
+    def describe(self) -> dict[str, object]:
+        """What a log line may say of the keys: ids and fingerprints (keyed hashes of a constant,
+        never the keys), so an API and a worker with different keys are told apart at a glance."""
+        return {
+            "encrypting_key": self.encrypting_id,
+            "key_fingerprints": {
+                key_id: hmac.new(key, b"rectify key fingerprint", hashlib.sha256).hexdigest()[:12]
+                for key_id, key in self.payload_keys
+            },
+        }
+
     def payload_keys_text(self) -> str:
         """The PAYLOAD_KEYS value that gives these keys back."""
         return ",".join(f"{key_id}:{_b64(key)}" for key_id, key in self.payload_keys)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PostgresDsn, SecretStr, model_validator
+from pydantic import Field, PostgresDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
 
 
 class Settings(BaseSettings):
@@ -113,6 +117,23 @@ class Settings(BaseSettings):
         description="comma-separated origins (the Temporal Web UI's) allowed to call /codec;"
         " `rectify run` adds the embedded UI's",
     )
+
+    @field_validator("codec_cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        """Each an origin, `scheme://host[:port]`: never `*` (with credentials a browser would be
+        told any site may read decoded payloads), never a path."""
+        origins = [item.strip() for item in value.split(",") if item.strip()]
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host[:port], e.g."
+                    " https://temporal.example.org (no '*', no path, no trailing '/')"
+                )
+        return ",".join(origins)
+
+    def codec_origins(self) -> list[str]:
+        return [origin for origin in self.codec_cors_origins.split(",") if origin]
 
     @model_validator(mode="after")
     def _production_names_its_servers(self) -> Settings:

@@ -107,11 +107,13 @@ async def run_worker(settings: Settings) -> None:
         command_timeout_s=settings.db_command_timeout_s,
         acquire_timeout_s=settings.db_acquire_timeout_s,
     )
+    keyring = load_keyring(settings)
+    log.info("payload codec ready", **keyring.describe())
     try:
         client = await connect_temporal(
             settings.require_temporal_address(),
             settings.temporal_namespace,
-            keyring=load_keyring(settings),
+            keyring=keyring,
             wait_seconds=30,
         )
         await ensure_search_attributes(client, settings.temporal_namespace, search.ALL)

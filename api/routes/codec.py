@@ -124,21 +124,24 @@ Codec = Annotated[EncryptionCodec, Depends(_codec)]
 @router.post(
     "/decode",
     response_model=WirePayloads,
-    responses=problems.responses((422, "a payload is not base64, or does not decrypt")),
+    responses=problems.responses((422, "a payload is not base64")),
     summary="Decrypt payloads for the Temporal Web UI (remote codec protocol)",
 )
 async def decode(
     body: WirePayloads, codec: Codec, caller: Annotated[ApiKey, Depends(CODEC)]
 ) -> WirePayloads:
-    decoded = []
+    """Each payload decrypted; one this keyring cannot open (a key retired from PAYLOAD_KEYS,
+    an altered one) comes back as it was, so the UI still shows the others."""
+    decoded, refused = [], []
     for number, payload in enumerate(_from_wire(body)):
         try:
             decoded.append(codec.decrypt(payload))
         except UndecryptablePayload as exc:
-            raise Problem(
-                422, "undecryptable-payload", f"payload {number}: {exc}", payload=number
-            ) from exc
-    log.info("payloads decoded", count=len(decoded), api_key=caller.prefix)
+            decoded.append(payload)
+            refused.append(f"{number}: {exc}")
+    if refused:
+        log.warning("payloads not decrypted", payloads=refused, api_key=caller.prefix)
+    log.info("payloads decoded", count=len(decoded) - len(refused), api_key=caller.prefix)
     return _to_wire(decoded)
 
 
@@ -169,7 +172,14 @@ async def sign_in_page(request: Request, settings: AppSettings) -> HTMLResponse:
         ui_url=settings.temporal_ui_url,
         hours=SESSION_HOURS,
     )
-    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(
+        page,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "frame-ancestors 'none'",
+            "X-Frame-Options": "DENY",
+        },
+    )
 
 
 @router.post(
@@ -178,20 +188,20 @@ async def sign_in_page(request: Request, settings: AppSettings) -> HTMLResponse:
     summary="Sign this browser in to the codec (the key, in an HttpOnly cookie)",
 )
 async def start_session(
-    request: Request, response: Response, caller: Annotated[ApiKey, Depends(CODEC)]
+    request: Request,
+    response: Response,
+    settings: AppSettings,
+    caller: Annotated[ApiKey, Depends(CODEC)],
 ) -> CodecSession:
-    presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    key = presented or request.headers.get("x-api-key", "").strip()
-    if not key:  # signed in by the cookie already: renew it
-        key = request.cookies.get(CODEC_COOKIE, "")
     response.set_cookie(
         CODEC_COOKIE,
-        key,
+        request.state.api_key,  # as the rule resolved it: a header's, or the cookie's (renewal)
         max_age=SESSION_HOURS * 3600,
         path=PREFIX,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # Behind a TLS proxy the request itself is plain http: production is always https.
+        secure=settings.rectify_env == "production" or request.url.scheme == "https",
     )
     response.headers["Cache-Control"] = "no-store"
     log.info("codec session started", api_key=caller.prefix)
@@ -225,7 +235,13 @@ class CodecCors:
             allow_origins=origins,
             allow_credentials=True,
             allow_methods=["POST"],
-            allow_headers=["content-type", "x-namespace", "authorization", "x-api-key"],
+            allow_headers=[
+                "content-type",
+                "x-namespace",
+                "authorization",
+                "authorization-extras",
+                "x-api-key",
+            ],
             max_age=600,
         )
 

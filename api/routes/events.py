@@ -119,7 +119,7 @@ class Intake:
     throttle on healing starts."""
 
     def __init__(self, pool: Any, settings: Settings, keyring: Keyring) -> None:
-        self.inbox = DetectionInbox(pool)
+        self.inbox = DetectionInbox(pool, keyring)
         self.keyring = keyring  # the subject digests of the cases it starts
         self.policies: PolicySet = load_policies(settings.policies_dir)
         self.news: DetectionNews | None = None  # set by the app's lifespan
