@@ -75,7 +75,7 @@ class StepActivities:
         try:
             return await self._open_case(request)
         except asyncpg.DataError as exc:
-            raise unstorable(exc, request.opened.case_id, 1, OPENED) from None
+            raise await self._refused(exc, request.opened.case_id, 1, OPENED) from None
 
     @activity.defn(name="record_step")
     async def record_step(self, step: StepRecord) -> StepResult:
@@ -83,7 +83,29 @@ class StepActivities:
         try:
             return await self._record_step(step)
         except asyncpg.DataError as exc:
-            raise unstorable(exc, step.case_id, step.seq, step.action) from None
+            raise await self._refused(exc, step.case_id, step.seq, step.action) from None
+
+    async def _refused(
+        self, exc: asyncpg.DataError, case_id: str, seq: int, action: str
+    ) -> ApplicationError:
+        """The step's transaction rolled back; the alert is written on its own, once (a retry
+        after a crash finds it), so operators see what no retry can fix."""
+        failure = unstorable(exc, case_id, seq, action)
+        await self._pool.execute(
+            "INSERT INTO alerts (idempotency_key, case_id, kind, detail) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (idempotency_key) DO NOTHING",
+            f"{case_id}:{seq}:{action}:{UNSTORABLE}",
+            case_id,
+            UNSTORABLE,
+            {
+                "seq": seq,
+                "action": action,
+                "error": type(exc).__name__,
+                "sqlstate": exc.sqlstate,
+                "message": failure.message,
+            },
+        )
+        return failure
 
     async def _open_case(self, request: OpeningRequest) -> OpeningResult:
         """Fix the policy slice (with the subject's prior cases), count the filing deadline,

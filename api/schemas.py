@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,6 +77,17 @@ class IssuedDocument(BaseModel):
     issued_at: datetime
 
 
+class CaseAlert(BaseModel):
+    """What went wrong with the case that no retry can fix (the `alerts` table)."""
+
+    kind: str = Field(examples=["UnstorableData"])
+    raised_at: datetime
+    detail: dict[str, Any] = Field(
+        description="what failed (step, action, the database's error class and SQLSTATE),"
+        " never the refused values"
+    )
+
+
 class CaseView(BaseModel):
     """A case: from its workflow, open or closed (`state` is then its whole state), or from
     the register when the workflow cannot answer (failed, terminated, no worker running)."""
@@ -105,6 +116,11 @@ class CaseView(BaseModel):
         default_factory=Detections,
         description="detections recorded against the case (the inbox): the count and the"
         " latest; all of them: GET /cases/{case_id}/detections",
+    )
+    alerts: list[CaseAlert] = Field(
+        default_factory=list,
+        description="steps the database refused as data, oldest first: the command was"
+        " answered 422 and nothing of it was written",
     )
     state: CaseState | None = Field(
         None, description="the workflow's whole state; null when read from the register"

@@ -5,6 +5,7 @@ Part of issue 9 (hostile input); the rest of that issue is still open."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -90,6 +91,14 @@ async def test_a_step_the_database_refuses_fails_at_once_and_writes_nothing(
     assert "a\x00b" not in failed.value.message  # named by class, never by its values
     assert "UntranslatableCharacter" in failed.value.message or "SQLSTATE" in failed.value.message
     assert await audit_rows(pool, opened.case_id) == before
+    # An alert is on record, once, even when the step is tried again.
+    with pytest.raises(ApplicationError):
+        await ActivityEnvironment().run(StepActivities(pool, POLICIES).record_step, hostile)
+    alerts = await pool.fetch("SELECT kind, detail FROM alerts WHERE case_id = $1", opened.case_id)
+    assert [(a["kind"], a["detail"]["seq"], a["detail"]["action"]) for a in alerts] == [
+        (UNSTORABLE, 2, "filed")
+    ]
+    assert "a\x00b" not in str(alerts[0]["detail"])
     # The case's next step still goes through.
     await ActivityEnvironment().run(StepActivities(pool, POLICIES).record_step, valid)
     assert len(await audit_rows(pool, opened.case_id)) == len(before) + 1
@@ -176,3 +185,27 @@ async def test_a_payload_is_kept_as_sent_or_refused_naming_it(
         )
         assert answer.status_code == 422, answer.text
         assert fields(answer) == ["payload"]
+
+
+async def test_the_case_view_shows_its_alerts(
+    api: httpx.AsyncClient,  # noqa: F811
+    pool: asyncpg.Pool,
+) -> None:
+    """A step the database refused is on record in the case's view, without its values."""
+    case_id = (await api.post("/cases", json=case_body())).json()["case_id"]
+    for _ in range(50):  # the opening is registered by the workflow's first activity
+        if await pool.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id):
+            break
+        await asyncio.sleep(0.1)
+    valid = step(case_id, 2, "filed", Stage.FILED)
+    hostile = StepRecord.model_construct(**{**dict(valid), "payload": {"reasons": "a\x00b"}})
+    with pytest.raises(ApplicationError):
+        await ActivityEnvironment().run(StepActivities(pool, POLICIES).record_step, hostile)
+    view = (await api.get(f"/cases/{case_id}")).json()
+    [alert] = view["alerts"]
+    assert (alert["kind"], alert["detail"]["action"], alert["detail"]["seq"]) == (
+        UNSTORABLE,
+        "filed",
+        2,
+    )
+    assert "a\x00b" not in json.dumps(alert)

@@ -28,7 +28,7 @@ from api.deps import Admitted, AppSettings, DbPool, Keys, TemporalClient
 from api.intake import DetectionInbox
 from api.problems import Problem
 from api.read_models import Interruption
-from api.schemas import CaseView, OpenCaseRequest, OpenedCase
+from api.schemas import CaseAlert, CaseView, OpenCaseRequest, OpenedCase
 from domain.case import CaseRun, Detections
 from domain.models import OpenCaseInput
 from wiring.api_keys import ApiKey
@@ -155,6 +155,10 @@ async def _with_detections(pool: Any, view: CaseView) -> CaseView:
     coalesced news)."""
     count, latest = await DetectionInbox(pool).summary(view.case_id)
     view.detections = Detections(count=count, latest=latest)
+    rows = await pool.fetch(
+        "SELECT kind, raised_at, detail FROM alerts WHERE case_id = $1 ORDER BY id", view.case_id
+    )
+    view.alerts = [CaseAlert.model_validate(dict(row)) for row in rows]
     return view
 
 
