@@ -132,6 +132,9 @@ DB_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.TooManyConnectionsError,
+    # A connection cut mid-statement (a fast shutdown) leaves asyncpg's protocol in a state it
+    # reports as this ("cannot switch to state 12"): the database went away, not a bug here.
+    asyncpg.InternalClientError,
     ConnectionError,
     PoolAcquireTimeout,
 )
