@@ -24,6 +24,7 @@ from domain.models import OpenCaseInput, Severity, Subject, SubjectIdentifiers
 from tests.keys import CONVERTER
 from wiring.db import create_pool
 from wiring.embedded import EmbeddedPostgres, free_port, temporal_cli
+from wiring.logs import flush_logs
 from wiring.migrate import migrate
 from wiring.search_attributes import ensure_search_attributes
 from wiring.settings import REPO_ROOT
@@ -32,6 +33,14 @@ from workflows import search
 
 MIGRATIONS = REPO_ROOT / "migrations"
 POLICIES = load_policies(REPO_ROOT / "policies")
+
+
+@pytest.fixture(autouse=True)
+def _logs_written_within_the_test() -> Iterator[None]:
+    """Lines are written off the event loop (wiring/logs.py): each test's land in its own
+    captured output, not on the terminal after it."""
+    yield
+    flush_logs()
 
 
 @pytest.fixture(scope="session")
