@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,8 +16,10 @@ import asyncpg
 import httpx
 import pytest
 from pydantic import ValidationError
-from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
+from temporalio import activity, workflow
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.steps import StepActivities
 from domain.commands import RecordPayment
@@ -26,6 +29,7 @@ from tests.conftest import POLICIES, open_case_input
 from tests.test_api_events import event
 from tests.test_api_integration import api, case_body  # noqa: F401 (the fixture)
 from tests.test_register_activities import audit_rows, opening, run_open, step
+from worker.interceptors import CaseLoggingInterceptor
 
 pytestmark = pytest.mark.integration
 FULL_WIDTH_30000 = "\uff13\uff10\uff10\uff10\uff10"  # what an IME may type for 30000
@@ -209,3 +213,39 @@ async def test_the_case_view_shows_its_alerts(
         2,
     )
     assert "a\x00b" not in json.dumps(alert)
+
+
+@activity.defn(name="writes_what_the_database_refuses")
+async def writes_what_the_database_refuses() -> None:
+    raise asyncpg.UntranslatableCharacterError("unsupported Unicode escape sequence")
+
+
+@workflow.defn(name="RefusedWriteWorkflow", sandboxed=False)
+class RefusedWriteWorkflow:
+    @workflow.run
+    async def run(self) -> str:
+        try:  # the default retry policy: unlimited attempts
+            await workflow.execute_activity(
+                writes_what_the_database_refuses, start_to_close_timeout=timedelta(seconds=10)
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            assert isinstance(cause, ApplicationError)
+            return f"{cause.type} {cause.non_retryable} {exc.retry_state}"
+        return "written"
+
+
+async def test_any_activity_the_database_refuses_fails_at_once(ts_env: WorkflowEnvironment) -> None:
+    """The worker's interceptor: a DataError in any activity is never retried (it could not
+    succeed), whatever the activity's own handling."""
+    async with Worker(
+        ts_env.client,
+        task_queue="refused",
+        workflows=[RefusedWriteWorkflow],
+        activities=[writes_what_the_database_refuses],
+        interceptors=[CaseLoggingInterceptor()],
+    ):
+        outcome = await ts_env.client.execute_workflow(
+            RefusedWriteWorkflow.run, id=f"refused-{uuid.uuid4().hex[:8]}", task_queue="refused"
+        )
+    assert outcome == f"{UNSTORABLE} True {RetryState.NON_RETRYABLE_FAILURE}"

@@ -1,11 +1,21 @@
-"""Binds `case_id` and `workflow_id` on every log line an activity writes."""
+"""Every activity: `case_id` and `workflow_id` bound on each log line it writes, and data the
+database refuses classified as what no retry can fix.
+
+Activities that write user data catch `asyncpg.DataError` themselves and leave an alert
+(activities/steps.py); this is the backstop for any other: a DataError (text PostgreSQL cannot
+store, a number out of range, a bad date) fails the activity non-retryably at once, named by
+its class and SQLSTATE, never by its values, instead of being retried for ever. Connection
+errors are left to the retry policy: they pass.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import structlog
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -13,6 +23,9 @@ from temporalio.worker import (
 )
 
 from domain.models import case_id_from_workflow_id
+from domain.records import UNSTORABLE
+
+log = structlog.get_logger(__name__)
 
 
 class _BindCaseContext(ActivityInboundInterceptor):
@@ -24,7 +37,17 @@ class _BindCaseContext(ActivityInboundInterceptor):
             activity=info.activity_type,
             attempt=info.attempt,
         ):
-            return await super().execute_activity(input)
+            try:
+                return await super().execute_activity(input)
+            except asyncpg.DataError as exc:
+                kind = type(exc).__name__
+                log.error("activity refused by the database", error=kind, sqlstate=exc.sqlstate)
+                raise ApplicationError(
+                    f"{info.activity_type}: the database refused its data ({kind}, SQLSTATE"
+                    f" {exc.sqlstate}); retrying cannot fix it",
+                    type=UNSTORABLE,
+                    non_retryable=True,
+                ) from None
 
 
 class CaseLoggingInterceptor(Interceptor):
