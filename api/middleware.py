@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 import structlog
@@ -99,19 +100,29 @@ def _nul_in_url(scope: Scope) -> Problem | None:
 
 
 class BodyLimitMiddleware:
-    """Refuse a request body over `max_bytes` with 413 before any route reads it."""
+    """Refuse a request body over `max_bytes` with 413 before any route reads it; `larger`: the
+    paths (by prefix) that take more (the codec: a whole payload, base64)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger: Mapping[str, int] | None = None
+    ) -> None:
+        self.app, self.max_bytes, self.larger = app, max_bytes, dict(larger or {})
+
+    def _limit(self, path: str) -> int:
+        return next(
+            (limit for prefix, limit in self.larger.items() if path.startswith(prefix)),
+            self.max_bytes,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope["path"])
         headers = dict(scope.get("headers", []))
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, receive, send, limit)
             return
         if declared is not None:
             await self.app(scope, receive, send)
@@ -124,8 +135,8 @@ class BodyLimitMiddleware:
                 chunks.append(message)
                 break
             size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
+            if size > limit:
+                await self._too_large(scope, receive, send, limit)
                 return
             chunks.append(message)
             more = message.get("more_body", False)
@@ -135,6 +146,6 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"the request body is larger than {self.max_bytes} bytes"
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        detail = f"the request body is larger than {limit} bytes"
         await Problem(413, "body-too-large", detail).response()(scope, receive, send)

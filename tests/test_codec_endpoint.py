@@ -187,3 +187,17 @@ async def listed(env: WorkflowEnvironment, query: str, workflow_id: str) -> bool
             return True
         await asyncio.sleep(0.25)
     return False
+
+
+async def test_a_whole_large_payload_is_decoded_not_refused_as_too_large(
+    dev_env: WorkflowEnvironment, pg_dsn: str, task_queue: str
+) -> None:
+    """Temporal takes payloads up to 2 MB: the codec takes them (base64 in JSON) past the API's
+    1 MiB body limit, which still holds everywhere else."""
+    big = b'"' + b"x" * 1_500_000 + b'"'
+    async with api_client(dev_env, pg_dsn, task_queue, role="admin") as api:
+        answer = await api.post("/codec/decode", json={"payloads": [sealed(big)]})
+        assert answer.status_code == 200, answer.text[:200]
+        assert base64.b64decode(answer.json()["payloads"][0]["data"]) == big
+        too_large = await api.post("/cases", content=b"{" + b" " * 1_100_000 + b"}")
+        assert too_large.status_code == 413

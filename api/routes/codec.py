@@ -41,6 +41,8 @@ log = structlog.get_logger(__name__)
 PREFIX = "/codec"
 SESSION_HOURS = 8
 MAX_PAYLOADS = 1000
+# A Temporal payload is at most 2 MB; in base64 inside JSON, a third more, with room to spare.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 PAGES = Environment(
     loader=FileSystemLoader(Path(__file__).resolve().parent.parent / "templates"),
     autoescape=select_autoescape(["html"]),
