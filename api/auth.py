@@ -41,6 +41,7 @@ without an office acts for every office.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Annotated, Any
@@ -55,12 +56,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import problems
 from api.case_calls import answer_within
-from api.deps import AppSettings, DbPool, TemporalClient
+from api.deps import AppSettings, DbPool, Keys, TemporalClient
 from api.problems import Problem
 from domain.models import case_workflow_id
 from domain.procedure import Command
 from domain.roles import Role
 from wiring.api_keys import ApiKey, ApiKeyRepository, key_prefix
+from wiring.keys import Keyring
 from workflows.case import CaseWorkflow
 
 __all__ = [
@@ -163,6 +165,7 @@ class Access(Rule):
         pool: DbPool,
         client: TemporalClient,
         settings: AppSettings,
+        keyring: Keys,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
         header: Annotated[str | None, Depends(X_API_KEY)],
     ) -> ApiKey:
@@ -170,9 +173,9 @@ class Access(Rule):
         cookie = (request.cookies.get(self.cookie) or "").strip() if self.cookie else ""
         # The Web UI may send its own access token (not an API key): the sign-in cookie counts.
         if cookie and (presented is None or key_prefix(presented) is None):
-            presented = cookie
-        key = await _identify(presented, pool)
-        request.state.api_key = presented  # the key as resolved (for the codec's sign-in)
+            key = await _signed_in(cookie, pool, keyring)
+        else:
+            key = await _identify(presented, pool)
         structlog.contextvars.bind_contextvars(api_key=key.prefix, role=key.role.value)
         if not self.allows(key.role):
             route = request.scope.get("route")
@@ -300,6 +303,22 @@ async def _identify(key: str | None, pool: DbPool) -> ApiKey:
         raise _unauthenticated(
             f"API key {prefix} was revoked at {record.revoked_at.isoformat()}", invalid=True
         )
+    return record
+
+
+async def _signed_in(token: str, pool: DbPool, keyring: Keyring) -> ApiKey:
+    """The key a codec sign-in cookie names, if its signature holds, it has not expired and
+    the key is not revoked (looked up on every call)."""
+    prefix = keyring.session_prefix(token, time.time())
+    if prefix is None:
+        raise _unauthenticated(
+            "the codec sign-in has expired or is not this server's: sign in again at /codec",
+            invalid=True,
+        )
+    async with pool.acquire() as conn:
+        record = await ApiKeyRepository(conn).by_prefix(prefix)
+    if record is None or record.revoked_at is not None:
+        raise _unauthenticated(f"API key {prefix} is revoked or gone: sign in again", invalid=True)
     return record
 
 

@@ -171,3 +171,15 @@ def test_subject_digests_are_keyed_normalised_and_reveal_nothing() -> None:
     assert not any("example" in d for d in digests)
     other = Keyring.generate()
     assert set(other.subject_digests(identifiers)).isdisjoint(digests)  # keyed, not guessable
+
+
+def test_a_codec_session_is_signed_expires_and_names_only_the_key_prefix() -> None:
+    keyring = Keyring.generate()
+    token = keyring.session_token("0123456789ab", expires_at=2_000)
+    assert keyring.session_prefix(token, now=1_999) == "0123456789ab"
+    assert keyring.session_prefix(token, now=2_000) is None  # expired: checked here
+    body, _, mac = token.rpartition(".")
+    assert keyring.session_prefix(f"{body}.{'0' * len(mac)}", now=1) is None
+    assert keyring.session_prefix(token.replace("2000", "9999"), now=1) is None
+    assert Keyring.generate().session_prefix(token, now=1) is None  # another server's keys
+    assert keyring.session_prefix("rk_0123456789ab_secret", now=1) is None

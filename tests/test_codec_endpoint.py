@@ -8,6 +8,7 @@ import asyncio
 import base64
 from typing import Any
 
+import asyncpg
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.testing import WorkflowEnvironment
@@ -16,6 +17,7 @@ from temporalio.worker import Worker
 from tests.conftest import new_case_id
 from tests.keys import TEST_KEYRING
 from tests.test_api_integration import api_client, case_body, create_key
+from wiring.api_keys import ApiKeyRepository
 from wiring.codec import EncryptionCodec
 
 pytestmark = pytest.mark.integration
@@ -111,6 +113,7 @@ async def test_the_sign_in_cookie_lets_the_web_ui_decode_until_signed_out(
         cookie = signed_in.headers["set-cookie"]
         for attribute in ("HttpOnly", "SameSite=strict", "Path=/codec", "Max-Age=28800"):
             assert attribute.lower() in cookie.lower(), cookie
+        assert key not in cookie and key.split("_")[2] not in cookie  # a signed session only
         assert signed_in.json()["role"] == "supervisor"
 
         # The Web UI's call: no key header, the cookie only; or its own access token beside it.
@@ -119,6 +122,20 @@ async def test_the_sign_in_cookie_lets_the_web_ui_decode_until_signed_out(
         oidc = {"Authorization": "Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig"}
         answer = await api.post("/codec/decode", json={"payloads": []}, headers=oidc)
         assert answer.status_code == 200, answer.text
+
+        # Altered, the session is refused; so is a revoked key's, on its very next call.
+        token = api.cookies["rectify_codec_key"]
+        api.cookies.set("rectify_codec_key", token[:-1] + ("0" if token[-1] != "0" else "1"))
+        altered = await api.post("/codec/decode", json={"payloads": []})
+        assert altered.status_code == 401 and "sign in again" in altered.json()["detail"]
+        api.cookies.set("rectify_codec_key", token)
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await ApiKeyRepository(conn).revoke(key.split("_")[1])
+        finally:
+            await conn.close()
+        revoked = await api.post("/codec/decode", json={"payloads": []})
+        assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
 
         out = await api.delete("/codec/session")
         assert out.status_code == 204

@@ -178,6 +178,14 @@ class ApiKeyRepository:
             return None
         return ApiKey.from_row(row)
 
+    async def by_prefix(self, prefix: str) -> ApiKey | None:
+        """The record of the key with this prefix (revoked or not): for a signed session that
+        names it (the codec's sign-in), never for a presented key (that is `find`)."""
+        row = await self._conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE prefix = $1", prefix
+        )
+        return None if row is None else ApiKey.from_row(row)
+
     async def revoke(self, prefix: str) -> tuple[ApiKey, bool] | None:
         """Revoke a key: (its record, whether it was revoked now). None: no such key."""
         async with self._conn.transaction():

@@ -32,6 +32,7 @@ from wiring.settings import Settings
 KEY_BYTES = 32
 _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 KEYS_FILE = "keys.json"
+SESSION_VERSION = "cs1"
 
 
 class KeySettingError(ValueError):
@@ -91,6 +92,27 @@ class Keyring:
                 for key_id, key in self.payload_keys
             },
         }
+
+    def session_token(self, prefix: str, expires_at: int) -> str:
+        """A sign-in that names an API key (by prefix) until `expires_at` (epoch seconds), signed:
+        what the codec's cookie holds instead of the key itself."""
+        body = f"{SESSION_VERSION}.{prefix}.{expires_at}"
+        return f"{body}.{self._session_mac(body)}"
+
+    def session_prefix(self, token: str, now: float) -> str | None:
+        """The key prefix a session token signs, if it is ours and not expired; else None."""
+        parts = token.split(".")
+        if len(parts) != 4 or parts[0] != SESSION_VERSION or not parts[2].isdigit():
+            return None
+        body = ".".join(parts[:3])
+        if not hmac.compare_digest(parts[3], self._session_mac(body)):
+            return None
+        return parts[1] if int(parts[2]) > now else None
+
+    def _session_mac(self, body: str) -> str:
+        # A key of its own, derived: the session's MAC never doubles as a subject's hash.
+        key = hmac.new(self.subject_key, b"rectify codec session key", hashlib.sha256).digest()
+        return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
 
     def payload_keys_text(self) -> str:
         """The PAYLOAD_KEYS value that gives these keys back."""

@@ -6,9 +6,11 @@ base64). They run the same codec as every Rectify process (wiring/codec.py), so 
 them reads every case's personal data: supervisors and admins only.
 
 The Web UI cannot add an API key to its calls, so a supervisor signs in once at `GET /codec`
-(this API's page): `POST /codec/session` with the key sets it in an HttpOnly, SameSite=Strict
-cookie for the codec's paths only, which the UI's calls carry when its codec setting includes
-cross-origin credentials; the key is looked up on every call, so revoking it ends the session.
+(this API's page): `POST /codec/session` with the key sets an HttpOnly, SameSite=Strict cookie
+for the codec's paths only, which the UI's calls carry when its codec setting includes
+cross-origin credentials. The cookie holds a signed session (`Keyring.session_token`: the key's
+prefix and an expiry, never the key), checked on every call together with the key's record, so
+an expired session or a revoked key ends it.
 CORS answers only the origins in `CODEC_CORS_ORIGINS` (the UI's), and only on /codec.
 """
 
@@ -31,7 +33,7 @@ from temporalio.api.common.v1 import Payload
 
 from api import problems
 from api.auth import CODEC, CODEC_COOKIE, NO_KEY, AccessRoute
-from api.deps import AppSettings
+from api.deps import AppSettings, Keys
 from api.problems import Problem
 from wiring.api_keys import ApiKey
 from wiring.codec import EncryptionCodec, UndecryptablePayload
@@ -193,11 +195,15 @@ async def start_session(
     request: Request,
     response: Response,
     settings: AppSettings,
+    keyring: Keys,
     caller: Annotated[ApiKey, Depends(CODEC)],
 ) -> CodecSession:
+    expires_at = datetime.now(UTC) + timedelta(hours=SESSION_HOURS)
     response.set_cookie(
         CODEC_COOKIE,
-        request.state.api_key,  # as the rule resolved it: a header's, or the cookie's (renewal)
+        # Signed, naming the key by prefix until it expires: never the key itself, and checked
+        # here (its expiry too), not only by the browser. Signed in by the cookie: renewed.
+        keyring.session_token(caller.prefix, int(expires_at.timestamp())),
         max_age=SESSION_HOURS * 3600,
         path=PREFIX,
         httponly=True,
@@ -207,11 +213,7 @@ async def start_session(
     )
     response.headers["Cache-Control"] = "no-store"
     log.info("codec session started", api_key=caller.prefix)
-    return CodecSession(
-        api_key=caller.prefix,
-        role=caller.role.value,
-        expires_at=datetime.now(UTC) + timedelta(hours=SESSION_HOURS),
-    )
+    return CodecSession(api_key=caller.prefix, role=caller.role.value, expires_at=expires_at)
 
 
 @router.delete(
