@@ -304,6 +304,13 @@ class FaultStack:
         await self._wait_log(process, "worker started", offset, within)
         return process
 
+    async def start_all(self) -> None:
+        """PostgreSQL, Temporal, one worker and the API: the stack most faults are tried on."""
+        await self.start_postgres()
+        await self.start_temporal()
+        await self.start_worker()
+        await self.start_api()
+
     async def start_api(self, within: float = 60.0) -> ManagedProcess:
         """Start (or start again, on the same port) the API; return once /health is 200."""
         if self.api is None:

@@ -47,6 +47,7 @@ from tests.faults import (
 from tests.test_api_events import event
 from workflows.campaign import (
     CampaignInput,
+    CampaignProgress,
     CampaignWorkflow,
     campaign_case_id,
     campaign_workflow_id,
@@ -197,10 +198,7 @@ async def timers(client: Client, workflow_id: str) -> dict[str, tuple[datetime, 
 async def test_timers_parked_before_the_temporal_server_is_killed_fire_after_its_restart(
     stack: FaultStack,
 ) -> None:
-    await stack.start_postgres()
-    await stack.start_temporal()
-    await stack.start_worker()
-    await stack.start_api()
+    await stack.start_all()
     client = await stack.client()
     tag = uuid.uuid4().hex[:6].upper()
     plans = {  # campaign id → (waves, cases per wave, pause)
@@ -250,8 +248,8 @@ async def test_timers_parked_before_the_temporal_server_is_killed_fire_after_its
         "every campaign completing after the restart",
         asyncio.gather(
             *(
-                client.get_workflow_handle_for(
-                    CampaignWorkflow.run, campaign_workflow_id(campaign_id)
+                client.get_workflow_handle(
+                    campaign_workflow_id(campaign_id), result_type=CampaignProgress
                 ).result()
                 for campaign_id in plans
             )
@@ -459,10 +457,7 @@ KILL_AT = (0.2, 0.45, 0.7)  # shares of the events answered
 async def test_events_streamed_through_api_kills_are_recorded_exactly_once(
     stack: FaultStack,
 ) -> None:
-    await stack.start_postgres()
-    await stack.start_temporal()
-    await stack.start_worker()
-    await stack.start_api()
+    await stack.start_all()
     office = "faults-events"
     domains = [f"r{uuid.uuid4().hex[:10]}.faults.example.cn" for _ in range(ROUTES)]
     events = [
