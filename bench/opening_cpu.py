@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import signal
 import sys
@@ -46,6 +47,7 @@ THIS_FILE = str(Path(__file__).resolve())
 READY = "worker ready in "
 
 
+@functools.cache  # one converter and keyring per process, not one per opened case
 def tree_codec() -> tuple[Any, dict[str, Any]]:
     """The converter of the tree measured, and what its `connect_temporal` takes: trees with
     the payload codec encrypt with a fixed bench key (the worker child derives the same one)."""

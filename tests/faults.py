@@ -674,6 +674,17 @@ class Records:
                 found.append(f"{len(items)} {label}: {shown}")
         return found
 
+    def figures(self) -> dict[str, int]:
+        """What a fault's report says of the cases: closed, lost, duplicated, gapped."""
+        return {
+            "cases": self.cases,
+            "closed": self.cases - len(self.not_closed),
+            "lost": len(self.not_closed),
+            "duplicate audit rows": len(self.duplicate_audit),
+            "duplicate documents": len(self.duplicate_documents),
+            "series with gaps": len(self.series_gaps),
+        }
+
     def summary(self) -> str:
         return (
             f"{self.cases} cases, {len(self.not_closed)} not closed, {self.audit_rows} audit rows "

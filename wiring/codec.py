@@ -136,7 +136,7 @@ def _restore_failure_text(failure: Failure) -> None:
     try:
         attributes = json.loads(failure.encoded_attributes.data)
     except ValueError:
-        return  # still ciphertext (a key we do not hold was refused above) or not ours
+        return  # still ciphertext (under a key this keyring does not hold), or not ours
     if isinstance(attributes, dict):
         failure.message = str(attributes.get("message", failure.message))
         failure.stack_trace = str(attributes.get("stack_trace", failure.stack_trace))

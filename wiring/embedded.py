@@ -14,6 +14,7 @@ user, which must pass through the directory holding its data directory; that dir
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import grp
 import importlib.util
@@ -105,11 +106,12 @@ def _pg_gid() -> int | None:
 
 
 def _chmod(path: Path, mode: int) -> None:
+    """Set `mode` unless it is set already; a file gone meanwhile (a server's temporary file)
+    needs none."""
     try:
-        if path.lstat().st_mode & 0o7777 != mode:
-            path.chmod(mode)
-    except FileNotFoundError:
-        pass  # gone meanwhile (a server's temporary file)
+        with contextlib.suppress(FileNotFoundError):
+            if path.lstat().st_mode & 0o7777 != mode:
+                path.chmod(mode)
     except PermissionError as exc:
         _not_private(str(path), exc)
 

@@ -183,6 +183,20 @@ def load_keyring(settings: Settings) -> Keyring:
     return keyring_from_text(payload, subject)
 
 
+def _published(draft: Path, path: Path) -> bool:
+    """Put the complete draft at `path` (a hard link: whole or not at all); False when another
+    process's keys are there already."""
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:  # a file system without hard links
+        raise KeySettingError(
+            f"{path}: cannot be written ({exc.strerror}); set PAYLOAD_KEYS and SUBJECT_HASH_KEY"
+        ) from None
+    return True
+
+
 def development_keys(data_dir: Path) -> Keyring:
     """DATA_DIR/keys.json, created 0600 (exclusively: two processes starting at once agree)."""
     path = data_dir / KEYS_FILE
@@ -204,13 +218,11 @@ def development_keys(data_dir: Path) -> Keyring:
             out.flush()
             os.fsync(out.fileno())
         try:
-            os.link(draft, path)  # whole or not at all; fails if another process was first
-        except FileExistsError:
-            pass  # read theirs
-        else:
-            return fresh
+            if _published(draft, path):
+                return fresh
         finally:
             draft.unlink()
+        # Another process was first: read theirs.
     try:
         stored = json.loads(path.read_text())
         return keyring_from_text(stored["payload_keys"], stored["subject_hash_key"])

@@ -123,7 +123,7 @@ async def get_case(
             ended = await find_interruption(client, case_id)
             if ended is not None:
                 view.interrupted = Interruption.model_validate(ended.register_value())
-        return await _with_detections(pool, view)
+        return await _with_records(pool, view)
     except TimeoutError:
         timed_out = found = True
     except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
@@ -142,7 +142,7 @@ async def get_case(
                 await records.issued(case_id), await records.decided_penalty(case_id), ui_url
             )
             view.interrupted = await records.interruption(case_id)
-            return await _with_detections(pool, view)
+            return await _with_records(pool, view)
     if timed_out:
         raise not_answering(case_id, settings.case_answer_timeout_s)
     if found and (reason := await _failure(handle)) is not None:
@@ -150,9 +150,9 @@ async def get_case(
     raise Problem(404, "case-not-found", f"no case {case_id}", case_id=case_id)
 
 
-async def _with_detections(pool: Any, view: CaseView) -> CaseView:
+async def _with_records(pool: Any, view: CaseView) -> CaseView:
     """The view with the inbox's count and latest detections (exact, not the workflow's
-    coalesced news)."""
+    coalesced news) and the case's alerts."""
     count, latest = await DetectionInbox(pool).summary(view.case_id)
     view.detections = Detections(count=count, latest=latest)
     rows = await pool.fetch(
